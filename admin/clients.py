@@ -1,0 +1,245 @@
+"""Applications: list and search, register (the secret shown once), edit every setting, rotate
+secrets, disable, delete. Clients from the config file are shown read-only: the file wins."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from quart import redirect, request
+from sqlalchemy import or_, select
+
+from admin.auth import admin_page, record_admin_action
+from op_proxy.claims.release import DEFAULT_CLIENT_SCOPES, SUPPORTED_SCOPES
+from op_proxy.clients.registry import ClientExists, create_client, new_client_secret
+from op_proxy.clients.validation import AUTH_METHODS, MODES, ClientValidationError, validate_client_fields
+from op_proxy.errors import PageError
+from op_proxy.i18n import N_
+from op_proxy.i18n import gettext as _
+from op_proxy.security import encrypt, hash_secret, random_token
+from op_proxy.services import services
+from op_proxy.storage.models import Client
+from op_proxy.web import render_page
+
+PHP_SESSION_KEYS = ("save_handler", "save_path", "cookie_name", "cookie_domain", "cookie_path")
+
+
+def lines(text: str | None) -> list[str]:
+    return [line.strip() for line in (text or "").splitlines() if line.strip()]
+
+
+def form_fields(form, *, client_id: str | None = None) -> dict:
+    """The submitted form as client fields (validated by the same rules as the config and CLI)."""
+    fields = {
+        "client_id": client_id or form.get("client_id", "").strip(),
+        "name": form.get("name", "").strip(),
+        "mode": form.get("mode", "oidc"),
+        "token_endpoint_auth_method": form.get("token_endpoint_auth_method", "client_secret_basic"),
+        "redirect_uris": lines(form.get("redirect_uris")),
+        "post_logout_redirect_uris": lines(form.get("post_logout_redirect_uris")),
+        "allowed_scopes": form.getlist("allowed_scopes"),
+        "allowed_upstreams": form.getlist("allowed_upstreams"),
+        "require_consent": form.get("require_consent") == "on",
+        "require_pkce": form.get("require_pkce") == "on",
+        "subject_type": form.get("subject_type", "public"),
+        "user_handler_endpoint": form.get("user_handler_endpoint", "").strip() or None,
+        "legacy_use_global_key": form.get("legacy_use_global_key") == "on",
+    }
+    try:
+        fields["legacy_token_lifetime"] = int(form.get("legacy_token_lifetime") or 3600)
+    except ValueError:
+        raise ClientValidationError("legacy_token_lifetime", _("must be a number of seconds")) from None
+    if fields["mode"] == "php_session":
+        fields["php_session"] = {key: form.get(f"php_{key}", "").strip() for key in PHP_SESSION_KEYS
+                                 if form.get(f"php_{key}", "").strip()}
+    if form.get("jwks", "").strip():
+        try:
+            fields["jwks"] = json.loads(form["jwks"])
+        except ValueError:
+            raise ClientValidationError("jwks", _("is not valid JSON")) from None
+    if not fields["client_id"]:
+        raise ClientValidationError("client_id", _("is required"))
+    return fields
+
+
+def form_data(client: Client | None, values) -> dict:
+    """What the form shows: what was just submitted (nothing typed is lost), else the client."""
+    if values:
+        data = {key: values.get(key, "") for key in values}
+        data["allowed_scopes"] = values.getlist("allowed_scopes")
+        data["allowed_upstreams"] = values.getlist("allowed_upstreams")
+        for flag in ("require_consent", "require_pkce", "legacy_use_global_key"):
+            data[flag] = values.get(flag) == "on"
+        return data
+    if client is None:
+        return {"mode": "oidc", "token_endpoint_auth_method": "client_secret_basic", "subject_type": "public",
+                "allowed_scopes": list(DEFAULT_CLIENT_SCOPES), "allowed_upstreams": [],
+                "legacy_token_lifetime": 3600}
+    data = {name: getattr(client, name) for name in (
+        "client_id", "name", "mode", "token_endpoint_auth_method", "allowed_upstreams", "require_consent",
+        "require_pkce", "subject_type", "user_handler_endpoint", "legacy_use_global_key", "legacy_token_lifetime")}
+    data["allowed_scopes"] = client.allowed_scopes or list(DEFAULT_CLIENT_SCOPES)
+    data["redirect_uris"] = "\n".join(client.redirect_uris)
+    data["post_logout_redirect_uris"] = "\n".join(client.post_logout_redirect_uris)
+    data["jwks"] = json.dumps(client.jwks, indent=1) if client.jwks else ""
+    for key in PHP_SESSION_KEYS:
+        data[f"php_{key}"] = (client.php_session or {}).get(key, "")
+    return data
+
+
+async def form_page(client=None, *, values=None, error=None, status=200):
+    svc = services()
+    return await render_page("admin/client_form.html", status, client=client, data=form_data(client, values),
+                             error=error,
+                             modes=MODES, auth_methods=AUTH_METHODS, scopes=SUPPORTED_SCOPES,
+                             default_scopes=DEFAULT_CLIENT_SCOPES, upstreams=list(svc.connectors.values()))
+
+
+def secret_label(client: Client) -> str:
+    return _("HS256 key for ?token=") if client.mode == "query_token" else _("Client secret")
+
+
+API_SECRET_LABEL = N_("User handler API secret (X-API-SECRET)")
+
+
+async def secret_page(client: Client, secrets: list[tuple[str, str]]):
+    """Each new secret (label, value) shown this once; op-proxy keeps only what it needs to check it."""
+    return await render_page("admin/client_secret.html", client=client, secrets=secrets)
+
+
+async def load(client_id: str) -> Client:
+    async with services().db.session() as session:
+        client = await session.get(Client, client_id)
+    if client is None:
+        raise PageError(_("Application not found"), _("There is no application %(id)s.", id=client_id), 404)
+    return client
+
+
+def editable(client: Client) -> None:
+    if client.source == "config":
+        raise PageError(_("Defined in the config file"),
+                        _("This application is defined in the config file; change it there."), 409)
+
+
+def attach(bp) -> None:
+    @bp.route("/clients")
+    @admin_page()
+    async def clients_list():
+        query = request.args.get("q", "").strip()
+        statement = select(Client).order_by(Client.client_id)
+        if query:
+            like = f"%{query}%"
+            statement = statement.where(or_(Client.client_id.like(like), Client.name.like(like)))
+        async with services().db.session() as session:
+            found = list((await session.scalars(statement)).all())
+        return await render_page("admin/clients.html", clients=found, query=query)
+
+    @bp.route("/clients/new", methods=["GET", "POST"])
+    @admin_page()
+    async def client_new():
+        if request.method == "GET":
+            return await form_page()
+        form = await request.form
+        svc = services()
+        try:
+            fields = form_fields(form)
+            api_secret = random_token(24) if fields["user_handler_endpoint"] else None
+            fields["user_handler_secret"] = api_secret
+            client, secret = await create_client(svc.db, fields, svc.keyring.data_key())
+        except ClientValidationError as exc:
+            return await form_page(values=form, error=f"{exc.field}: {exc.reason}", status=400)
+        except ClientExists:
+            return await form_page(values=form, error=_("An application with this client_id already exists."),
+                                   status=400)
+        await record_admin_action("client_created", client_id=client.client_id)
+        secrets = [(secret_label(client), secret)] if secret else []
+        if api_secret:
+            secrets.append((_(API_SECRET_LABEL), api_secret))
+        if secrets:
+            return await secret_page(client, secrets)
+        return redirect(f"/admin/clients/{client.client_id}", 303)
+
+    @bp.route("/clients/<client_id>", methods=["GET", "POST"])
+    @admin_page()
+    async def client_edit(client_id: str):
+        client = await load(client_id)
+        if request.method == "GET":
+            return await form_page(client)
+        editable(client)
+        form = await request.form
+        try:
+            fields = form_fields(form, client_id=client_id)
+            fields["client_secret_hash"] = client.secret_hash or (
+                "pending" if fields["token_endpoint_auth_method"] in ("client_secret_basic", "client_secret_post")
+                else None)
+            fields["user_handler_secret"] = client.user_handler_secret or (
+                "pending" if fields["user_handler_endpoint"] else None)
+            validate_client_fields(fields)
+        except ClientValidationError as exc:
+            return await form_page(client, values=form, error=f"{exc.field}: {exc.reason}", status=400)
+        new_secrets = []
+        async with services().db.transaction() as session:
+            row = await session.get(Client, client_id)
+            for name in ("name", "mode", "token_endpoint_auth_method", "redirect_uris", "post_logout_redirect_uris",
+                         "allowed_scopes", "allowed_upstreams", "require_consent", "require_pkce", "subject_type",
+                         "user_handler_endpoint", "legacy_use_global_key", "legacy_token_lifetime"):
+                setattr(row, name, fields[name])
+            row.php_session = fields.get("php_session")
+            row.jwks = fields.get("jwks", row.jwks)
+            if fields["client_secret_hash"] == "pending":  # now needs a secret it never had
+                new_secret = new_client_secret()
+                row.secret_hash = hash_secret(new_secret)
+                new_secrets.append((_("Client secret"), new_secret))
+            elif fields["token_endpoint_auth_method"] in ("none", "private_key_jwt"):
+                row.secret_hash = None
+            if fields["user_handler_secret"] == "pending":  # a user handler was added: it needs its secret
+                row.user_handler_secret = random_token(24)
+                new_secrets.append((_(API_SECRET_LABEL), row.user_handler_secret))
+            row.updated_at = int(time.time())
+        await record_admin_action("client_updated", client_id=client_id)
+        if new_secrets:
+            return await secret_page(await load(client_id), new_secrets)
+        return redirect(f"/admin/clients/{client_id}?saved=1", 303)
+
+    @bp.route("/clients/<client_id>/rotate/<what>", methods=["POST"])
+    @admin_page()
+    async def client_rotate(client_id: str, what: str):
+        client = await load(client_id)
+        editable(client)
+        secret = random_token(32) if what != "api-secret" else random_token(24)
+        svc = services()
+        async with svc.db.transaction() as session:
+            row = await session.get(Client, client_id)
+            if what == "secret" and row.token_endpoint_auth_method in ("client_secret_basic", "client_secret_post"):
+                row.secret_hash, label = hash_secret(secret), _("Client secret")
+            elif what == "legacy-key" and row.mode == "query_token":
+                row.legacy_key, row.legacy_use_global_key = encrypt(svc.keyring.data_key(), secret), False
+                label = _("HS256 key for ?token=")
+            elif what == "api-secret" and row.user_handler_endpoint:
+                row.user_handler_secret, label = secret, _(API_SECRET_LABEL)
+            else:
+                raise PageError(_("Nothing to rotate"), _("This application has no such secret."), 400)
+            row.updated_at = int(time.time())
+        await record_admin_action("client_secret_rotated", client_id=client_id, secret=what)
+        return await secret_page(await load(client_id), [(label, secret)])
+
+    @bp.route("/clients/<client_id>/enabled", methods=["POST"])
+    @admin_page()
+    async def client_toggle(client_id: str):
+        editable(await load(client_id))
+        enabled = (await request.form).get("enabled") == "1"
+        async with services().db.transaction() as session:
+            row = await session.get(Client, client_id)
+            row.enabled, row.updated_at = enabled, int(time.time())
+        await record_admin_action("client_enabled" if enabled else "client_disabled", client_id=client_id)
+        return redirect(f"/admin/clients/{client_id}", 303)
+
+    @bp.route("/clients/<client_id>/delete", methods=["POST"])
+    @admin_page()
+    async def client_delete(client_id: str):
+        editable(await load(client_id))
+        async with services().db.transaction() as session:
+            await session.delete(await session.get(Client, client_id))
+        await record_admin_action("client_deleted", client_id=client_id)
+        return redirect("/admin/clients?deleted=" + client_id, 303)
+

@@ -1,0 +1,113 @@
+"""The dashboard's figures (sign-ins over the last 24 hours, active SSO sessions) and their live stream.
+
+``figures`` is what ``/admin/dashboard.json`` answers; ``event_stream`` is the server-sent-events body
+of ``/admin/dashboard/events``: the same JSON each time it changes, a comment now and then to keep
+proxies from closing an idle connection, and nothing more once the admin's session has ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import datetime
+
+from sqlalchemy import case, func, select
+
+from op_proxy.storage.models import AdminSession, AuditEvent, Client, SsoSession
+
+WINDOW = 24 * 3600
+HOURS = 24
+POLL_SECONDS = 2.0
+KEEP_ALIVE_SECONDS = 15.0
+
+
+def _tally(rows) -> dict:
+    """{key: {"success": n, "failure": m}} from (key, successes, failures) rows."""
+    return {key: {"success": int(ok or 0), "failure": int(failed or 0)} for key, ok, failed in rows}
+
+
+async def figures(svc, now: int | None = None) -> dict:
+    now = int(time.time()) if now is None else now
+    since = now - WINDOW
+    # Whole hours of the server's local time (the time the pages show), the current one last.
+    this_hour = int(datetime.fromtimestamp(now).replace(minute=0, second=0, microsecond=0).timestamp())
+    first_hour = this_hour - (HOURS - 1) * 3600
+    sign_ins = (AuditEvent.event == "sign_in", AuditEvent.at > since)
+    successes = func.sum(case((AuditEvent.outcome == "success", 1), else_=0))
+    failures = func.sum(case((AuditEvent.outcome == "failure", 1), else_=0))
+    hour = ((AuditEvent.at - first_hour) // 3600).label("hour")
+    async with svc.db.session() as session:
+        per_hour = (await session.execute(
+            select(hour, successes, failures).where(*sign_ins).group_by(hour))).all()
+        per_client = (await session.execute(
+            select(AuditEvent.client_id, successes, failures).where(*sign_ins).group_by(AuditEvent.client_id))).all()
+        per_upstream = (await session.execute(
+            select(AuditEvent.upstream, successes, failures).where(*sign_ins).group_by(AuditEvent.upstream))).all()
+        names = dict((await session.execute(select(Client.client_id, Client.name))).all())
+        active = await session.scalar(select(func.count()).select_from(SsoSession).where(
+            SsoSession.ended_at.is_(None), SsoSession.expires_at > now))
+
+    hours = [{"start": first_hour + index * 3600, "success": 0, "failure": 0} for index in range(HOURS)]
+    for index, counts in _tally(per_hour).items():
+        # The 24 hours start on the hour, so the first bar also holds the minutes just before it.
+        bucket = hours[min(max(int(index), 0), HOURS - 1)]
+        bucket["success"] += counts["success"]
+        bucket["failure"] += counts["failure"]
+    for bucket in hours:
+        bucket["label"] = f"{datetime.fromtimestamp(bucket['start']):%H:%M}"
+
+    def ranked(tally: dict, key: str, label) -> list[dict]:
+        found = [{key: name, "name": label(name), **counts} for name, counts in tally.items()]
+        return sorted(found, key=lambda item: (-(item["success"] + item["failure"]), item[key] or ""))
+
+    clients = ranked(_tally(per_client), "client_id", lambda client_id: names.get(client_id) or client_id)
+    upstreams = ranked(_tally(per_upstream), "upstream", lambda name: name)
+    succeeded = sum(bucket["success"] for bucket in hours)
+    failed = sum(bucket["failure"] for bucket in hours)
+    attempts = succeeded + failed
+    return {
+        "generated_at": now,
+        "signins_24h": succeeded,
+        "failures_24h": failed,
+        "attempts_24h": attempts,
+        "failure_rate": round(failed / attempts, 4) if attempts else None,
+        "active_sessions": int(active or 0),
+        "hours": hours,
+        "clients": clients,
+        "upstreams": upstreams,
+    }
+
+
+def changed(previous: dict | None, current: dict) -> bool:
+    """Whether anything but the time of the reading differs."""
+    if previous is None:
+        return True
+    return {k: v for k, v in previous.items() if k != "generated_at"} != \
+        {k: v for k, v in current.items() if k != "generated_at"}
+
+
+async def session_alive(svc, cookie_digest: str) -> bool:
+    async with svc.db.session() as session:
+        row = await session.get(AdminSession, cookie_digest)
+    return row is not None and row.expires_at > time.time()
+
+
+async def event_stream(svc, cookie_digest: str, *, poll: float = POLL_SECONDS,
+                       keep_alive: float = KEEP_ALIVE_SECONDS):
+    """Server-sent events. Ends when the client goes away (Quart cancels the generator) or the
+    admin's session ends (signed out elsewhere, expired)."""
+    yield b"retry: 5000\n\n"
+    previous, quiet_since = None, time.monotonic()
+    while True:
+        if not await session_alive(svc, cookie_digest):
+            yield b"event: signed-out\ndata: {}\n\n"
+            return
+        current = await figures(svc)
+        if changed(previous, current):
+            yield f"data: {json.dumps(current, ensure_ascii=False)}\n\n".encode()
+            previous, quiet_since = current, time.monotonic()
+        elif time.monotonic() - quiet_since >= keep_alive:
+            yield b": keep-alive\n\n"
+            quiet_since = time.monotonic()
+        await asyncio.sleep(poll)

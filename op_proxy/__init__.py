@@ -1,0 +1,3 @@
+"""op-proxy: a federating OpenID Connect provider."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,108 @@
+"""The Quart application: blueprints, start-up, security headers and error pages."""
+
+from __future__ import annotations
+
+import logging
+
+from quart import Quart, jsonify, request
+
+from op_proxy import i18n
+from op_proxy.clients.registry import sync_config_clients
+from op_proxy.config import Settings
+from op_proxy.errors import PageError
+from op_proxy.masking import mask_ids
+from op_proxy.services import Services
+from op_proxy.web import LANGUAGE_COOKIE, render_page, set_cookie, use_locale
+
+log = logging.getLogger("op_proxy")
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    # No inline script anywhere; form-action is left open because sign-in forms end in redirects
+    # to the client, which browsers check against form-action too.
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                               "frame-ancestors 'none'; base-uri 'none'",
+}
+
+
+def create_app(settings: Settings) -> Quart:
+    import admin
+    from op_proxy.legacy import routes as legacy
+    from op_proxy.provider import (
+        authorize,
+        discovery,
+        finish,
+        introspection,
+        logout,
+        token,
+        userinfo,
+    )
+    from op_proxy.signin import callbacks, pages
+
+    app = Quart(__name__)
+    app.jinja_env.add_extension("jinja2.ext.i18n")
+    app.jinja_env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)
+    app.extensions["op_proxy"] = svc = Services.build(settings)
+    for module in (discovery, authorize, finish, token, userinfo, introspection, logout, pages, legacy):
+        app.register_blueprint(module.blueprint)
+    callbacks.register(app, svc.connectors)
+    admin.register(app)
+
+    @app.before_serving
+    async def start():
+        await svc.db.upgrade()
+        await sync_config_clients(svc.db, settings.clients, svc.keyring.data_key())
+        key = svc.keyring.ensure_signing_key()
+        log.info("op-proxy serving issuer=%s signing_key=%s config=%s", settings.issuer, key.kid, settings.source)
+
+    @app.after_serving
+    async def stop():
+        await svc.db.close()
+        await svc.http.aclose()
+
+    @app.after_request
+    async def headers(response):
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        chosen = request.args.get("lang")
+        if chosen in i18n.SUPPORTED_LOCALES:
+            set_cookie(response, LANGUAGE_COOKIE, chosen, max_age=365 * 86400)
+        return response
+
+    @app.errorhandler(PageError)
+    async def page_error(error: PageError):
+        log.info("page error status=%s detail=%s path=%s", error.status, mask_ids(str(error.detail)),
+                 request.path)
+        return await render_page("error.html", error.status, title=error.title, message=error.message)
+
+    @app.errorhandler(404)
+    async def not_found(_error):
+        use_locale()
+        return await render_page("error.html", 404, title=i18n.gettext("Page not found"),
+                                 message=i18n.gettext("There is nothing at this address."))
+
+    @app.errorhandler(405)
+    async def method_not_allowed(_error):
+        return jsonify({"error": "invalid_request", "error_description": "method not allowed"}), 405
+
+    @app.route("/healthz")
+    async def healthz():
+        return jsonify({"status": "ok"})
+
+    @app.route("/readyz")
+    async def readyz():
+        from sqlalchemy import text
+
+        async with svc.db.session() as session:
+            await session.execute(text("SELECT 1"))
+        svc.keyring.signing_key()
+        return jsonify({"status": "ready"})
+
+    @app.route("/")
+    async def home():
+        use_locale()
+        return await render_page("home.html", issuer=settings.issuer)
+
+    return app

@@ -1,0 +1,27 @@
+"""Audit events: one row per sign-in, token issuance, refusal and admin action.
+
+``detail`` must never hold a secret, a token or a national ID: callers pass only ids and reasons. What a
+person typed (an admin sign-in name, say) may still be a national ID, so detail is masked before it is
+stored or logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from op_proxy.masking import mask_ids
+from op_proxy.storage.models import AuditEvent
+
+log = logging.getLogger("op_proxy.audit")
+
+
+async def record(db, event: str, *, outcome: str = "success", client_id: str | None = None,
+                 sub: str | None = None, upstream: str | None = None, ip: str | None = None,
+                 **detail) -> None:
+    detail = mask_ids(detail)
+    async with db.transaction() as session:
+        session.add(AuditEvent(at=int(time.time()), event=event, outcome=outcome, client_id=client_id,
+                               sub=sub, upstream=upstream, ip=ip, detail=detail))
+    log.info("audit event=%s outcome=%s client=%s upstream=%s sub=%s %s", event, outcome, client_id,
+             upstream, sub, mask_ids(" ".join(f"{k}={v}" for k, v in sorted(detail.items()))))

@@ -1,0 +1,368 @@
+"""The ``op-proxy`` command: serve, init, clients, keys, db, hash-password."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import logging
+import sys
+import time
+
+from op_proxy.config import ConfigError, load_settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # request lines add nothing the audit log lacks
+    try:
+        settings = None if args.run is hash_password else load_settings(args.config)
+        return args.run(settings, args) or 0
+    except ConfigError as exc:
+        print(f"op-proxy: configuration error in {exc.source}: {exc.key}: {exc.reason}", file=sys.stderr)
+        return 2
+    except CommandError as exc:
+        print(f"op-proxy: {exc}", file=sys.stderr)
+        return 1
+
+
+class CommandError(Exception):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="op-proxy", description="A federating OpenID Connect provider.")
+    parser.add_argument("--config", help="TOML config file (default: $OP_PROXY_CONFIG or conf/dev.toml)")
+    commands = parser.add_subparsers(title="commands")
+
+    serve_cmd = commands.add_parser("serve", help="migrate the database, make a key if none, and serve")
+    serve_cmd.add_argument("--bind", help="host:port (default: server.host and server.port)")
+    serve_cmd.set_defaults(run=serve)
+
+    init_cmd = commands.add_parser("init", help="migrate the database, sync config clients, make a signing key")
+    init_cmd.set_defaults(run=init)
+
+    db = commands.add_parser("db", help="database").add_subparsers(title="db commands")
+    db.add_parser("upgrade", help="apply the Alembic migrations").set_defaults(run=db_upgrade)
+
+    clients = commands.add_parser("clients", help="registered applications").add_subparsers(title="clients commands")
+    add = clients.add_parser("add", help="register an application (its secret is printed once)")
+    add.add_argument("client_id")
+    add.add_argument("--name")
+    add.add_argument("--redirect-uri", action="append", required=True, dest="redirect_uris")
+    add.add_argument("--post-logout-redirect-uri", action="append", default=[], dest="post_logout_redirect_uris")
+    add.add_argument("--auth-method", default="client_secret_basic", dest="token_endpoint_auth_method",
+                     choices=["client_secret_basic", "client_secret_post", "private_key_jwt", "none"])
+    add.add_argument("--jwks-file", help="the client's public keys (JWKS JSON), for private_key_jwt")
+    add.add_argument("--scope", action="append", default=[], dest="allowed_scopes",
+                     help="a scope the client may ask for (repeat; default: all but thaid)")
+    add.add_argument("--upstream", action="append", default=[], dest="allowed_upstreams")
+    add.add_argument("--require-consent", action="store_true")
+    add.add_argument("--require-pkce", action="store_true")
+    add.add_argument("--mode", default="oidc", choices=["oidc", "query_token"],
+                     help="query_token: the old gateway's ?token= callback (prints the HS256 key once)")
+    add.add_argument("--global-legacy-key", action="store_true", dest="legacy_use_global_key",
+                     help="with --mode query_token: sign with the old gateway's global key ([legacy])")
+    add.set_defaults(run=clients_add)
+    clients.add_parser("list", help="list applications").set_defaults(run=clients_list)
+    show = clients.add_parser("show", help="one application's settings")
+    show.add_argument("client_id")
+    show.set_defaults(run=clients_show)
+    rotate = clients.add_parser("rotate-secret", help="new client secret, printed once")
+    rotate.add_argument("client_id")
+    rotate.set_defaults(run=clients_rotate_secret)
+    legacy_key = clients.add_parser("rotate-legacy-key", help="new HS256 key of a query_token client, printed once")
+    legacy_key.add_argument("client_id")
+    legacy_key.set_defaults(run=clients_rotate_legacy_key)
+    remove = clients.add_parser("remove", help="delete an application")
+    remove.add_argument("client_id")
+    remove.set_defaults(run=clients_remove)
+
+    admins = commands.add_parser("admins", help="people who run the admin panel").add_subparsers(
+        title="admins commands")
+    create_admin_cmd = admins.add_parser("create", help="make an admin (asks for the password)")
+    create_admin_cmd.add_argument("username")
+    create_admin_cmd.add_argument("--role", choices=["admin", "viewer"], default="admin")
+    create_admin_cmd.set_defaults(run=admins_create)
+
+    users = commands.add_parser("users", help="the users table of the PHP session mode").add_subparsers(
+        title="users commands")
+    users.add_parser("list", help="people and their roles").set_defaults(run=users_list)
+    set_role = users.add_parser("set-role", help="change a person's role (what $_SESSION['user_info'] says)")
+    set_role.add_argument("user", help="the users.id, or an e-mail address")
+    set_role.add_argument("role")
+    set_role.set_defaults(run=users_set_role)
+
+    keys = commands.add_parser("keys", help="signing keys").add_subparsers(title="keys commands")
+    keys.add_parser("list", help="keys and their state").set_defaults(run=keys_list)
+    rotate_key = keys.add_parser("rotate", help="publish a new key; it signs after keys.publish_ahead")
+    rotate_key.add_argument("--now", action="store_true", help="sign with it at once (a leaked key)")
+    rotate_key.set_defaults(run=keys_rotate)
+
+    hp = commands.add_parser("hash-password", help="argon2 hash for a local user or client secret in the config")
+    hp.set_defaults(run=hash_password)
+    return parser
+
+
+def keyring_for(settings):
+    from op_proxy.services import keyring_for
+
+    return keyring_for(settings)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+# -- serve and init ------------------------------------------------------------------------------
+
+def serve(settings, args):
+    from hypercorn.asyncio import serve as hypercorn_serve
+    from hypercorn.config import Config
+
+    from op_proxy.app import create_app
+
+    config = Config()
+    config.bind = [args.bind or f"{settings.server.host}:{settings.server.port}"]
+    config.accesslog = None  # our own log lines never carry query strings (codes, tokens)
+    app = create_app(settings)
+    print(f"op-proxy: serving {settings.issuer} (config {settings.source}) on http://{config.bind[0]}", flush=True)
+    asyncio.run(hypercorn_serve(app, config))
+
+
+def init(settings, args):
+    async def go():
+        from op_proxy.clients.registry import sync_config_clients
+        from op_proxy.storage import Database
+
+        db = Database(settings.database_url)
+        await db.upgrade()
+        await sync_config_clients(db, settings.clients, keyring_for(settings).data_key())
+        await db.close()
+        return keyring_for(settings).ensure_signing_key()
+
+    key = run(go())
+    print(f"database ready ({settings.database_url.split('://')[0]}); signing key {key.kid}")
+
+
+def db_upgrade(settings, args):
+    from op_proxy.storage.database import upgrade_schema
+
+    upgrade_schema(settings.database_url)
+    print("database is at the latest migration")
+
+
+# -- clients -------------------------------------------------------------------------------------
+
+async def with_db(settings, action):
+    from op_proxy.storage import Database
+    from op_proxy.storage.database import upgrade_schema
+
+    await asyncio.to_thread(upgrade_schema, settings.database_url)
+    db = Database(settings.database_url)
+    try:
+        return await action(db)
+    finally:
+        await db.close()
+
+
+def clients_add(settings, args):
+    from op_proxy.clients.registry import ClientExists, create_client
+    from op_proxy.clients.validation import ClientValidationError
+
+    fields = {k: getattr(args, k) for k in ("client_id", "name", "redirect_uris", "post_logout_redirect_uris",
+                                            "token_endpoint_auth_method", "allowed_scopes", "allowed_upstreams")}
+    fields.update(require_consent=args.require_consent, require_pkce=args.require_pkce, mode=args.mode,
+                  legacy_use_global_key=args.legacy_use_global_key)
+    if args.jwks_file:
+        with open(args.jwks_file) as handle:
+            fields["jwks"] = json.load(handle)
+    for upstream in fields["allowed_upstreams"]:
+        if upstream not in settings.upstreams:
+            raise CommandError(f"unknown upstream {upstream!r}")
+    try:
+        client, secret = run(with_db(settings, lambda db: create_client(db, fields, keyring_for(settings).data_key())))
+    except ClientValidationError as exc:
+        raise CommandError(f"{exc.field}: {exc.reason}") from None
+    except ClientExists:
+        raise CommandError(f"client {args.client_id} already exists") from None
+    print(f"client {client.client_id} registered")
+    if secret and client.mode == "query_token":
+        print(f"HS256 key for ?token= (shown once, store it in the app now): {secret}")
+    elif secret:
+        print(f"client secret (shown once, store it now): {secret}")
+
+
+def describe_client(client) -> dict:
+    return {
+        "client_id": client.client_id, "name": client.name, "enabled": client.enabled, "source": client.source,
+        "token_endpoint_auth_method": client.token_endpoint_auth_method,
+        "redirect_uris": client.redirect_uris, "post_logout_redirect_uris": client.post_logout_redirect_uris,
+        "allowed_scopes": client.allowed_scopes or "(default: all but thaid)",
+        "allowed_upstreams": client.allowed_upstreams or "(all)",
+        "require_consent": client.require_consent, "require_pkce": client.require_pkce or client.is_public,
+        "subject_type": client.subject_type, "mode": client.mode,
+        "created_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(client.created_at)),
+    }
+
+
+def clients_list(settings, args):
+    from op_proxy.clients.registry import list_clients
+
+    for client in run(with_db(settings, list_clients)):
+        state = "" if client.enabled else " (disabled)"
+        print(f"{client.client_id}\t{client.token_endpoint_auth_method}\t{client.source}\t{client.name}{state}")
+
+
+def clients_show(settings, args):
+    from op_proxy.storage.models import Client
+
+    async def fetch(db):
+        async with db.session() as session:
+            return await session.get(Client, args.client_id)
+
+    client = run(with_db(settings, fetch))
+    if client is None:
+        raise CommandError(f"no client {args.client_id}")
+    print(json.dumps(describe_client(client), indent=2, ensure_ascii=False))
+
+
+def clients_rotate_secret(settings, args):
+    from op_proxy.clients.registry import rotate_client_secret
+
+    try:
+        secret = run(with_db(settings, lambda db: rotate_client_secret(db, args.client_id)))
+    except LookupError:
+        raise CommandError(f"no client {args.client_id}") from None
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"new client secret for {args.client_id} (shown once; the old one no longer works): {secret}")
+
+
+def clients_rotate_legacy_key(settings, args):
+    from op_proxy.clients.registry import rotate_legacy_key
+
+    try:
+        key = run(with_db(settings, lambda db: rotate_legacy_key(db, args.client_id, keyring_for(settings).data_key())))
+    except LookupError:
+        raise CommandError(f"no client {args.client_id}") from None
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"new HS256 key for {args.client_id} (shown once; tokens signed with the old one stop working): {key}")
+
+
+def clients_remove(settings, args):
+    from op_proxy.clients.registry import remove_client
+
+    try:
+        run(with_db(settings, lambda db: remove_client(db, args.client_id)))
+    except LookupError:
+        raise CommandError(f"no client {args.client_id}") from None
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"client {args.client_id} removed")
+
+
+# -- admins --------------------------------------------------------------------------------------
+
+def admins_create(settings, args):
+    from admin.auth import create_admin
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("password (10 characters at least): ")
+        if getpass.getpass("again: ") != password:
+            raise CommandError("the two passwords differ")
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    try:
+        run(with_db(settings, lambda db: create_admin(db, args.username, password, args.role)))
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"admin {args.username} ({args.role}) created: sign in at {settings.issuer}/admin")
+
+
+# -- users ---------------------------------------------------------------------------------------
+
+def users_list(settings, args):
+    from sqlalchemy import select
+
+    from op_proxy.storage.models import User
+
+    async def fetch(db):
+        async with db.session() as session:
+            return list((await session.scalars(select(User).order_by(User.id))).all())
+
+    for user in run(with_db(settings, fetch)):
+        print(f"{user.id}\t{user.role}\t{user.email or '-'}\t{user.name}")
+
+
+def users_set_role(settings, args):
+    from sqlalchemy import select
+
+    from op_proxy.storage.models import User
+
+    if not args.role.strip() or len(args.role) > 50:
+        raise CommandError("a role is 1 to 50 characters")
+
+    async def change(db):
+        async with db.transaction() as session:
+            where = User.id == int(args.user) if args.user.isdigit() else User.email == args.user
+            found = list((await session.scalars(select(User).where(where))).all())
+            if len(found) == 1:
+                found[0].role = args.role
+            return found
+
+    found = run(with_db(settings, change))
+    if not found:
+        raise CommandError(f"no user {args.user}")
+    if len(found) > 1:
+        raise CommandError(f"{len(found)} users have that e-mail address; use the id (op-proxy users list)")
+    print(f"{found[0].name}: role {args.role} (from their next sign-in)")
+
+
+# -- keys ----------------------------------------------------------------------------------------
+
+def when(timestamp: int | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(timestamp)) if timestamp else "-"
+
+
+def keys_list(settings, args):
+    keyring = keyring_for(settings)
+    states = keyring.states()
+    if not states:
+        print("no signing keys yet: run `op-proxy init`")
+    for state in reversed(states):
+        detail = {"next": f"signs from {when(state.key.signs_from)}",
+                  "signing": f"signing since {when(state.key.signs_from)}",
+                  "retired": f"retired {when(state.retired_at)}, published until {when(state.published_until)}"}
+        print(f"{state.key.kid}\t{state.status}\t{detail[state.status]}")
+
+
+def keys_rotate(settings, args):
+    keyring = keyring_for(settings)
+    keyring.ensure_signing_key()
+    key = keyring.rotate(immediately=args.now)
+    if args.now:
+        print(f"new key {key.kid} signs now; the old key stays published until its tokens expire")
+    else:
+        print(f"new key {key.kid} published; it signs from {when(key.signs_from)}")
+
+
+def hash_password(_settings, args):
+    from op_proxy.security import hash_secret
+
+    password = getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
+    if not password:
+        raise CommandError("empty password")
+    print(hash_secret(password))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

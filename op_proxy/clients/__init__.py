@@ -1,0 +1,1 @@
+"""Relying parties: registration data, validation and authentication at the token endpoint."""

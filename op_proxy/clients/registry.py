@@ -1,0 +1,140 @@
+"""Clients in the database. Those in the config file are written there at every start."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+
+from sqlalchemy import select
+
+from op_proxy.clients.validation import validate_client_fields
+from op_proxy.config import ClientSettings
+from op_proxy.security import encrypt, hash_secret, random_token
+from op_proxy.storage.models import Client
+
+EDITABLE_FIELDS = (
+    "name", "redirect_uris", "post_logout_redirect_uris", "token_endpoint_auth_method", "jwks",
+    "require_consent", "require_pkce", "allowed_scopes", "allowed_upstreams", "subject_type",
+    "user_handler_endpoint", "user_handler_secret",
+)
+
+
+async def find_client(db, client_id: str | None) -> Client | None:
+    if not client_id:
+        return None
+    async with db.session() as session:
+        client = await session.get(Client, client_id)
+    return client if client is not None and client.enabled else None
+
+
+async def list_clients(db) -> list[Client]:
+    async with db.session() as session:
+        return list((await session.scalars(select(Client).order_by(Client.client_id))).all())
+
+
+async def sync_config_clients(db, clients: tuple[ClientSettings, ...], data_key: bytes) -> None:
+    """Make the database say what the config file says; config clients dropped from it are disabled."""
+    now = int(time.time())
+    wanted = {c.client_id: c for c in clients}
+    async with db.transaction() as session:
+        existing = {c.client_id: c for c in (await session.scalars(select(Client))).all()}
+        for client_id, settings in wanted.items():
+            row = existing.get(client_id) or Client(client_id=client_id, created_at=now)
+            fields = asdict(settings)
+            row.secret_hash = fields.pop("client_secret_hash")
+            legacy_key = fields.pop("legacy_key")
+            row.legacy_key = encrypt(data_key, legacy_key) if legacy_key else None
+            for name, value in fields.items():
+                if name == "client_id":
+                    continue
+                setattr(row, name, list(value) if isinstance(value, tuple) else value)
+            row.source, row.enabled, row.updated_at = "config", True, now
+            session.add(row)
+        for client_id, row in existing.items():
+            if row.source == "config" and client_id not in wanted:
+                row.enabled, row.updated_at = False, now
+
+
+def new_client_secret() -> str:
+    return random_token(32)
+
+
+async def create_client(db, fields: dict, data_key: bytes | None = None) -> tuple[Client, str | None]:
+    """Returns the client and its secret in clear, which is shown once and never stored. A
+    query_token client gets its HS256 key instead (stored encrypted: op-proxy signs with it)."""
+    legacy = fields.get("mode", "oidc") != "oidc"
+    fields = {"token_endpoint_auth_method": "none" if legacy else "client_secret_basic", **fields}
+    secret = None if fields["token_endpoint_auth_method"] in ("none", "private_key_jwt") else new_client_secret()
+    fields["client_secret_hash"] = hash_secret(secret) if secret else None
+    validate_client_fields(fields)
+    legacy_key = None
+    if fields.get("mode") == "query_token" and not fields.get("legacy_use_global_key"):
+        secret = legacy_key = new_client_secret()
+    now = int(time.time())
+    client = Client(
+        client_id=fields["client_id"], name=fields.get("name") or fields["client_id"],
+        secret_hash=fields["client_secret_hash"],
+        token_endpoint_auth_method=fields["token_endpoint_auth_method"],
+        redirect_uris=list(fields["redirect_uris"]),
+        post_logout_redirect_uris=list(fields.get("post_logout_redirect_uris", ())),
+        jwks=fields.get("jwks"), require_consent=fields.get("require_consent", False),
+        require_pkce=fields.get("require_pkce", False),
+        allowed_scopes=list(fields.get("allowed_scopes", ())),
+        allowed_upstreams=list(fields.get("allowed_upstreams", ())),
+        subject_type=fields.get("subject_type", "public"), enabled=True, source="database",
+        mode=fields.get("mode", "oidc"), legacy_key=encrypt(data_key, legacy_key) if legacy_key else None,
+        legacy_use_global_key=fields.get("legacy_use_global_key", False),
+        legacy_token_lifetime=fields.get("legacy_token_lifetime", 3600), legacy_default=False,
+        php_session=fields.get("php_session"),
+        user_handler_endpoint=fields.get("user_handler_endpoint"),
+        user_handler_secret=fields.get("user_handler_secret"),
+        created_at=now, updated_at=now,
+    )
+    async with db.transaction() as session:
+        if await session.get(Client, client.client_id) is not None:
+            raise ClientExists(client.client_id)
+        session.add(client)
+    return client, secret
+
+
+async def rotate_client_secret(db, client_id: str) -> str:
+    secret = new_client_secret()
+    async with db.transaction() as session:
+        client = await session.get(Client, client_id)
+        if client is None:
+            raise LookupError(client_id)
+        if client.is_public or client.token_endpoint_auth_method == "private_key_jwt":
+            raise ValueError(f"client {client_id} does not authenticate with a secret")
+        if client.source == "config":
+            raise ValueError(f"client {client_id} is defined in the config file; change its secret there")
+        client.secret_hash, client.updated_at = hash_secret(secret), int(time.time())
+    return secret
+
+
+async def remove_client(db, client_id: str) -> None:
+    async with db.transaction() as session:
+        client = await session.get(Client, client_id)
+        if client is None:
+            raise LookupError(client_id)
+        if client.source == "config":
+            raise ValueError(f"client {client_id} is defined in the config file; remove it there")
+        await session.delete(client)
+
+
+async def rotate_legacy_key(db, client_id: str, data_key: bytes) -> str:
+    key = new_client_secret()
+    async with db.transaction() as session:
+        client = await session.get(Client, client_id)
+        if client is None:
+            raise LookupError(client_id)
+        if client.mode != "query_token":
+            raise ValueError(f"client {client_id} is not in query_token mode")
+        if client.source == "config":
+            raise ValueError(f"client {client_id} is defined in the config file; change its key there")
+        client.legacy_key, client.legacy_use_global_key = encrypt(data_key, key), False
+        client.updated_at = int(time.time())
+    return key
+
+
+class ClientExists(ValueError):
+    pass

@@ -1,0 +1,515 @@
+"""Configuration: one TOML file (``OP_PROXY_CONFIG``), overridden by ``OP_PROXY_*`` variables.
+
+Everything is validated once at start-up; a mistake stops the process with the file, the key and
+the reason, so an admin never finds out about a typo from a failed login.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+ENV_PREFIX = "OP_PROXY_"
+DEFAULT_CONFIG_FILE = "conf/dev.toml"
+
+
+class ConfigError(Exception):
+    def __init__(self, source: str, key: str, reason: str):
+        super().__init__(f"{source}: {key}: {reason}")
+        self.source, self.key, self.reason = source, key, reason
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    issuer: str
+    host: str = "127.0.0.1"
+    port: int = 8080
+    secure_cookies: bool = True
+    session_lifetime: int = 8 * 3600
+    default_locale: str = "th"
+    trust_forwarded_headers: bool = False
+
+
+@dataclass(frozen=True)
+class TokenSettings:
+    authorization_code_lifetime: int = 60
+    id_token_lifetime: int = 3600
+    access_token_lifetime: int = 900
+    refresh_token_lifetime: int = 30 * 86400
+    pending_login_lifetime: int = 900
+
+
+@dataclass(frozen=True)
+class KeySettings:
+    directory: str = "keys"
+    algorithm: str = "RS256"
+    rsa_bits: int = 2048
+    # A new key is published this long before it signs, so every cached JWKS already has it.
+    publish_ahead: int = 3600
+    jwks_max_age: int = 600
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    client_id: str
+    name: str
+    redirect_uris: tuple[str, ...]
+    post_logout_redirect_uris: tuple[str, ...] = ()
+    client_secret_hash: str | None = None
+    token_endpoint_auth_method: str = "client_secret_basic"
+    jwks: dict | None = None
+    require_consent: bool = False
+    require_pkce: bool = False
+    allowed_scopes: tuple[str, ...] = ()
+    allowed_upstreams: tuple[str, ...] = ()
+    subject_type: str = "public"
+    user_handler_endpoint: str | None = None
+    user_handler_secret: str | None = None
+    mode: str = "oidc"
+    legacy_key: str | None = None
+    legacy_use_global_key: bool = False
+    legacy_token_lifetime: int = 3600
+    legacy_default: bool = False
+    php_session: dict | None = None
+
+
+
+@dataclass(frozen=True)
+class LocalUser:
+    username: str
+    password_hash: str
+    claims: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class OidcUpstreamSettings:
+    """An OpenID Provider upstream. Every quirk of a real provider is a setting here (UPSTREAMS.md)."""
+
+    issuer: str
+    client_id: str
+    client_secret: str | None
+    scopes: tuple[str, ...]
+    callback_path: str
+    discovery_url: str
+    token_endpoint_auth_method: str = "client_secret_basic"
+    id_token_signing_algs: tuple[str, ...] = ("RS256", "ES256")
+    issuer_aliases: tuple[str, ...] = ()
+    issuer_template: str | None = None  # e.g. "https://login.microsoftonline.com/{tid}/v2.0"
+    use_nonce: bool = True
+    use_pkce: bool = True
+    endpoints: dict[str, str] = field(default_factory=dict)  # overrides discovery
+    introspection_endpoint: str | None = None
+    subject_claims: tuple[str, ...] = ("sub",)  # Microsoft: ("tid", "oid")
+    claim_mapping: dict[str, str] = field(default_factory=dict)  # normalized field → upstream claim
+    passthrough_claims: tuple[str, ...] = ()  # kept under their own names (ThaID's pid, birthdate ...)
+    fetch_userinfo: bool = True
+    authorize_params: dict[str, str] = field(default_factory=dict)
+    timeout: float = 10.0
+    acr: str | None = None
+    refresh: bool = True  # refresh at the upstream when an app refreshes (if it gave a refresh token)
+    logout: bool = True  # send the person on to the upstream's end_session_endpoint, where advertised
+
+
+@dataclass(frozen=True)
+class UpstreamSettings:
+    name: str
+    kind: str
+    display_name: dict[str, str]
+    users: tuple[LocalUser, ...] = ()
+    oidc: OidcUpstreamSettings | None = None
+
+
+@dataclass(frozen=True)
+class LegacySettings:
+    # The old gateway's JWT_SECRET_KEY, for apps an admin switches to it (drop-in moves).
+    global_key: str | None = None
+
+
+@dataclass(frozen=True)
+class AdminPanelSettings:
+    # People whose ``groups`` (as an upstream says, mapped) hold one of these may sign in to the
+    # panel through op-proxy itself, as admin or viewer.
+    sso_admin_groups: tuple[str, ...] = ()
+    sso_viewer_groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Settings:
+    source: str
+    server: ServerSettings
+    database_url: str
+    tokens: TokenSettings
+    keys: KeySettings
+    clients: tuple[ClientSettings, ...]
+    upstreams: dict[str, UpstreamSettings]
+    legacy: LegacySettings = LegacySettings()
+    admin: AdminPanelSettings = AdminPanelSettings()
+
+    @property
+    def issuer(self) -> str:
+        return self.server.issuer
+
+
+CLIENT_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
+UPSTREAM_KINDS = ("local", "oidc", "thaid")
+PRESETS_DIR = Path(__file__).resolve().parents[1] / "conf" / "providers"
+UPSTREAM_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+SIGNING_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512",
+                      "HS256", "HS384", "HS512")
+
+
+def load_settings(path: str | os.PathLike | None = None, environ: dict | None = None) -> Settings:
+    environ = dict(os.environ if environ is None else environ)
+    path = Path(path or environ.get(ENV_PREFIX + "CONFIG") or DEFAULT_CONFIG_FILE)
+    source = str(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(source, "-", "file not found (set OP_PROXY_CONFIG)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, "-", f"not valid TOML: {exc}") from None
+    apply_environment_overrides(raw, environ)
+    return parse_settings(raw, source)
+
+
+def apply_environment_overrides(raw: dict, environ: dict) -> None:
+    """``OP_PROXY_SECTION_KEY`` (or ``OP_PROXY_A__B__C`` for deeper keys) replaces a file value."""
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
+            continue
+        rest = name[len(ENV_PREFIX):].lower()
+        if "__" in rest:
+            path = rest.split("__")
+        else:
+            section, _, key = rest.partition("_")
+            if not key:
+                continue
+            path = [section, key]
+        node = raw
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                break
+        else:
+            node[path[-1]] = coerce_like(node.get(path[-1]), value)
+
+
+def coerce_like(current: Any, value: str) -> Any:
+    if isinstance(current, bool):
+        return value.lower() in ("1", "true", "yes", "on")
+    if isinstance(current, int):
+        try:
+            return int(value)
+        except ValueError:
+            return value
+    return value
+
+
+class _Reader:
+    """Reads one table of the file, naming ``file: key`` in every complaint."""
+
+    def __init__(self, source: str, table: dict, prefix: str):
+        if not isinstance(table, dict):
+            raise ConfigError(source, prefix, "must be a table")
+        self.source, self.table, self.prefix = source, table, prefix
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def fail(self, name: str, reason: str):
+        raise ConfigError(self.source, self.key(name), reason)
+
+    def get(self, name: str, kind: type | tuple, default: Any = ..., required: bool = False):
+        if name not in self.table:
+            if required or default is ...:
+                self.fail(name, "is required")
+            return default
+        value = self.table[name]
+        if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+            names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            self.fail(name, f"must be of type {names}, got {value!r}")
+        return value
+
+    def positive_int(self, name: str, default: int) -> int:
+        value = self.get(name, int, default)
+        if value <= 0:
+            self.fail(name, "must be a positive number of seconds")
+        return value
+
+    def strings(self, name: str, default: tuple = ()) -> tuple[str, ...]:
+        value = self.get(name, list, list(default))
+        if not all(isinstance(item, str) for item in value):
+            self.fail(name, "must be a list of strings")
+        return tuple(value)
+
+    def sub(self, name: str) -> _Reader:
+        return _Reader(self.source, self.table.get(name, {}), self.key(name))
+
+
+def parse_settings(raw: dict, source: str) -> Settings:
+    root = _Reader(source, raw, "")
+    server = parse_server(root.sub("server"))
+    database = root.sub("database")
+    upstreams = parse_upstreams(root.sub("upstreams"), preset_dirs(source))
+    clients = parse_clients(source, root.get("clients", list, []), upstreams)
+    return Settings(
+        source=source,
+        server=server,
+        database_url=database.get("url", str, "sqlite+aiosqlite:///var/op-proxy.sqlite3"),
+        tokens=parse_tokens(root.sub("tokens")),
+        keys=parse_keys(root.sub("keys")),
+        clients=clients,
+        upstreams=upstreams,
+        legacy=parse_legacy(root.sub("legacy")),
+        admin=AdminPanelSettings(sso_admin_groups=root.sub("admin").strings("sso_admin_groups"),
+                                 sso_viewer_groups=root.sub("admin").strings("sso_viewer_groups")),
+    )
+
+
+def parse_legacy(r: _Reader) -> LegacySettings:
+    variable = r.get("global_key_env", str, None)
+    key = r.get("global_key", str, None)
+    if variable:
+        key = os.environ.get(variable)
+        if not key:
+            r.fail("global_key_env", f"environment variable {variable} is not set")
+    return LegacySettings(global_key=key)
+
+
+def parse_server(r: _Reader) -> ServerSettings:
+    issuer = r.get("issuer", str, required=True)
+    parts = urlsplit(issuer)
+    if parts.scheme not in ("https", "http") or not parts.netloc or parts.query or parts.fragment:
+        r.fail("issuer", "must be an https URL without query or fragment")
+    if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        r.fail("issuer", "plain http is only allowed on loopback; use https")
+    if issuer.endswith("/"):
+        r.fail("issuer", "must not end with '/'")
+    locale = r.get("default_locale", str, "th")
+    if locale not in ("th", "en"):
+        r.fail("default_locale", "must be 'th' or 'en'")
+    return ServerSettings(
+        issuer=issuer,
+        host=r.get("host", str, "127.0.0.1"),
+        port=r.get("port", int, 8080),
+        secure_cookies=r.get("secure_cookies", bool, parts.scheme == "https"),
+        session_lifetime=r.positive_int("session_lifetime", 8 * 3600),
+        default_locale=locale,
+        trust_forwarded_headers=r.get("trust_forwarded_headers", bool, False),
+    )
+
+
+def parse_tokens(r: _Reader) -> TokenSettings:
+    defaults = TokenSettings()
+    return TokenSettings(
+        **{name: r.positive_int(name, getattr(defaults, name)) for name in defaults.__dataclass_fields__}
+    )
+
+
+def parse_keys(r: _Reader) -> KeySettings:
+    algorithm = r.get("algorithm", str, "RS256")
+    if algorithm != "RS256":
+        r.fail("algorithm", "only RS256 is supported")
+    bits = r.get("rsa_bits", int, 2048)
+    if bits < 2048:
+        r.fail("rsa_bits", "must be at least 2048")
+    publish_ahead = r.get("publish_ahead", int, 3600)
+    jwks_max_age = r.positive_int("jwks_max_age", 600)
+    if publish_ahead < jwks_max_age:
+        r.fail("publish_ahead", "must be at least jwks_max_age, or a cached JWKS would miss the new key")
+    return KeySettings(
+        directory=r.get("directory", str, "keys"),
+        algorithm=algorithm,
+        rsa_bits=bits,
+        publish_ahead=publish_ahead,
+        jwks_max_age=jwks_max_age,
+    )
+
+
+def parse_clients(source: str, entries: list, upstreams: dict) -> tuple[ClientSettings, ...]:
+    clients, seen = [], set()
+    for index, entry in enumerate(entries):
+        r = _Reader(source, entry, f"clients[{index}]")
+        client = parse_client(r, upstreams)
+        if client.client_id in seen:
+            r.fail("client_id", f"{client.client_id!r} is defined twice")
+        if client.legacy_default and any(c.legacy_default for c in clients):
+            r.fail("legacy_default", "only one client may be the default of /public/login.php")
+        seen.add(client.client_id)
+        clients.append(client)
+    return tuple(clients)
+
+
+def parse_client(r: _Reader, upstreams: dict) -> ClientSettings:
+    from op_proxy.clients.validation import ClientValidationError, validate_client_fields
+
+    fields = dict(
+        client_id=r.get("client_id", str, required=True),
+        name=r.get("name", str, r.table.get("client_id", "")),
+        redirect_uris=r.strings("redirect_uris"),
+        post_logout_redirect_uris=r.strings("post_logout_redirect_uris"),
+        client_secret_hash=r.get("client_secret_hash", str, None),
+        token_endpoint_auth_method=r.get("token_endpoint_auth_method", str, "client_secret_basic"),
+        jwks=r.get("jwks", dict, None),
+        require_consent=r.get("require_consent", bool, False),
+        require_pkce=r.get("require_pkce", bool, False),
+        allowed_scopes=r.strings("allowed_scopes"),
+        allowed_upstreams=r.strings("allowed_upstreams"),
+        subject_type=r.get("subject_type", str, "public"),
+        user_handler_endpoint=r.get("user_handler_endpoint", str, None),
+        user_handler_secret=r.get("user_handler_secret", str, None),
+        mode=r.get("mode", str, "oidc"),
+        legacy_use_global_key=r.get("legacy_use_global_key", bool, False),
+        legacy_token_lifetime=r.positive_int("legacy_token_lifetime", 3600),
+        legacy_default=r.get("legacy_default", bool, False),
+        php_session=r.get("php_session", dict, None),
+    )
+    if fields["mode"] != "oidc" and "token_endpoint_auth_method" not in r.table:
+        fields["token_endpoint_auth_method"] = "none"  # a legacy app never calls the token endpoint
+    legacy_key_env = r.get("legacy_key_env", str, None)
+    if legacy_key_env:
+        fields["legacy_key"] = os.environ.get(legacy_key_env)
+        if not fields["legacy_key"]:
+            r.fail("legacy_key_env", f"environment variable {legacy_key_env} is not set")
+    handler_secret_env = r.get("user_handler_secret_env", str, None)
+    if handler_secret_env:
+        fields["user_handler_secret"] = os.environ.get(handler_secret_env)
+        if not fields["user_handler_secret"]:
+            r.fail("user_handler_secret_env", f"environment variable {handler_secret_env} is not set")
+    secret_env = r.get("client_secret_env", str, None)
+    if secret_env:
+        from op_proxy.security import hash_secret
+
+        secret = os.environ.get(secret_env)
+        if not secret:
+            r.fail("client_secret_env", f"environment variable {secret_env} is not set")
+        fields["client_secret_hash"] = hash_secret(secret)
+    if fields["mode"] == "query_token" and not fields.get("legacy_key") and not fields["legacy_use_global_key"]:
+        r.fail("legacy_key_env", "a query_token client needs its HS256 key (legacy_key_env) or "
+                                 "legacy_use_global_key = true")
+    for upstream in fields["allowed_upstreams"]:
+        if upstream not in upstreams:
+            r.fail("allowed_upstreams", f"unknown upstream {upstream!r}")
+    try:
+        validate_client_fields(fields)
+    except ClientValidationError as exc:
+        r.fail(exc.field, exc.reason)
+    return ClientSettings(**fields)
+
+
+def preset_dirs(source: str) -> tuple[Path, ...]:
+    """Presets next to the config file (``conf/providers/``) first, then the ones op-proxy ships."""
+    return (Path(source).resolve().parent / "providers", PRESETS_DIR)
+
+
+def with_preset(r: _Reader, dirs: tuple[Path, ...]) -> _Reader:
+    """``preset = "thaid"`` reads ``providers/thaid.toml``; the upstream's own keys win."""
+    name = r.get("preset", str, None)
+    if name is None:
+        return r
+    for directory in dirs:
+        path = directory / f"{name}.toml"
+        if path.exists():
+            try:
+                preset = tomllib.loads(path.read_text(encoding="utf-8"))
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(str(path), "-", f"not valid TOML: {exc}") from None
+            return _Reader(r.source, {**preset, **r.table}, r.prefix)
+    r.fail("preset", f"no preset {name!r} in {' or '.join(str(d) for d in dirs)}")
+
+
+def parse_upstreams(r: _Reader, dirs: tuple[Path, ...] = (PRESETS_DIR,)) -> dict[str, UpstreamSettings]:
+    upstreams = {}
+    for name in r.table:
+        if not name.replace("-", "").replace("_", "").isalnum():
+            r.fail(name, "an upstream name may hold letters, digits, '-' and '_' only")
+        u = with_preset(r.sub(name), dirs)
+        kind = u.get("kind", str, required=True)
+        if kind not in UPSTREAM_KINDS:
+            u.fail("kind", f"unknown kind {kind!r}; one of {', '.join(UPSTREAM_KINDS)}")
+        display = u.get("display_name", (str, dict), name)
+        if isinstance(display, str):
+            display = {"th": display, "en": display}
+        users = tuple(parse_local_user(u, i, entry) for i, entry in enumerate(u.get("users", list, [])))
+        oidc = parse_oidc_upstream(u, name) if kind in ("oidc", "thaid") else None
+        upstreams[name] = UpstreamSettings(name, kind, display, users, oidc)
+    paths = [u.oidc.callback_path for u in upstreams.values() if u.oidc]
+    for path in paths:
+        if paths.count(path) > 1:
+            r.fail("callback_path", f"{path} is used by two upstreams; each needs its own (mix-up defence)")
+    return upstreams
+
+
+def upstream_secret(r: _Reader) -> str | None:
+    """From the environment or a file, so that no secret sits in a committed config file."""
+    secret = r.get("client_secret", str, None)
+    variable = r.get("client_secret_env", str, None)
+    secret_file = r.get("client_secret_file", str, None)
+    if variable:
+        secret = os.environ.get(variable)
+        if not secret:
+            r.fail("client_secret_env", f"environment variable {variable} is not set")
+    elif secret_file:
+        try:
+            secret = Path(secret_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            r.fail("client_secret_file", f"cannot read {secret_file}: {exc.strerror}")
+    return secret or None
+
+
+def parse_oidc_upstream(r: _Reader, name: str) -> OidcUpstreamSettings:
+    issuer = r.get("issuer", str, required=True).rstrip("/")
+    if not issuer:
+        r.fail("issuer", "is required (complete the preset)")
+    client_id = r.get("client_id", str, "")
+    if not client_id:
+        r.fail("client_id", "is required: the client id this upstream registered for op-proxy")
+    method = r.get("token_endpoint_auth_method", str, "client_secret_basic")
+    if method not in UPSTREAM_AUTH_METHODS:
+        r.fail("token_endpoint_auth_method", f"one of {', '.join(UPSTREAM_AUTH_METHODS)}")
+    algorithms = r.strings("id_token_signing_algs", ("RS256", "ES256"))
+    for algorithm in algorithms:
+        if algorithm not in SIGNING_ALGORITHMS:
+            r.fail("id_token_signing_algs", f"{algorithm!r} is not accepted (never 'none')")
+    secret = upstream_secret(r)
+    if secret is None:
+        r.fail("client_secret_env", "the upstream client secret is required (client_secret_env or client_secret_file)")
+    callback_path = r.get("callback_path", str, f"/callback/{name}")
+    if not callback_path.startswith("/"):
+        r.fail("callback_path", "must be a path starting with '/'")
+    endpoints = r.get("endpoints", dict, {})
+    for key in endpoints:
+        if key not in ("authorization_endpoint", "token_endpoint", "userinfo_endpoint", "jwks_uri",
+                       "end_session_endpoint"):
+            r.fail("endpoints", f"unknown endpoint {key!r}")
+    scopes = r.strings("scopes", ("openid",))
+    if "openid" not in scopes:
+        r.fail("scopes", "must include openid")
+    return OidcUpstreamSettings(
+        issuer=issuer, client_id=client_id, client_secret=secret, scopes=scopes, callback_path=callback_path,
+        discovery_url=r.get("discovery_url", str, issuer + "/.well-known/openid-configuration"),
+        token_endpoint_auth_method=method, id_token_signing_algs=algorithms,
+        issuer_aliases=r.strings("issuer_aliases"), issuer_template=r.get("issuer_template", str, None),
+        use_nonce=r.get("use_nonce", bool, True), use_pkce=r.get("use_pkce", bool, True),
+        endpoints=endpoints, introspection_endpoint=r.get("introspection_endpoint", str, None),
+        subject_claims=r.strings("subject_claims", ("sub",)), claim_mapping=r.get("claim_mapping", dict, {}),
+        passthrough_claims=r.strings("passthrough_claims"), fetch_userinfo=r.get("fetch_userinfo", bool, True),
+        authorize_params=r.get("authorize_params", dict, {}), timeout=float(r.get("timeout", (int, float), 10)),
+        acr=r.get("acr", str, None), refresh=r.get("refresh", bool, True), logout=r.get("logout", bool, True),
+    )
+
+
+def parse_local_user(parent: _Reader, index: int, entry: dict) -> LocalUser:
+    r = _Reader(parent.source, entry, parent.key(f"users[{index}]"))
+    password_hash = r.get("password_hash", str, required=True)
+    if not password_hash.startswith("$argon2"):
+        r.fail("password_hash", "must be an argon2 hash (make one with `op-proxy hash-password`)")
+    return LocalUser(
+        username=r.get("username", str, required=True),
+        password_hash=password_hash,
+        claims=r.get("claims", dict, {}),
+    )

@@ -1,0 +1,1 @@
+"""The OpenID Provider's endpoints (the OIDC front door)."""

@@ -1,0 +1,77 @@
+"""Discovery (OIDC Discovery 1.0 §3) and the JWKS. Discovery advertises exactly what works."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from oic.oic.message import ProviderConfigurationResponse
+from quart import Blueprint, jsonify
+
+from op_proxy.claims.release import SUPPORTED_CLAIMS, SUPPORTED_SCOPES
+from op_proxy.clients.authentication import ASSERTION_ALGORITHMS
+from op_proxy.clients.validation import AUTH_METHODS
+from op_proxy.i18n import SUPPORTED_LOCALES
+from op_proxy.services import services
+
+blueprint = Blueprint("discovery", __name__)
+
+
+@lru_cache(maxsize=4)
+def provider_metadata(issuer: str) -> dict:
+    metadata = ProviderConfigurationResponse(
+        issuer=issuer,
+        authorization_endpoint=issuer + "/authorize",
+        token_endpoint=issuer + "/token",
+        userinfo_endpoint=issuer + "/userinfo",
+        jwks_uri=issuer + "/jwks",
+        end_session_endpoint=issuer + "/logout",
+        introspection_endpoint=issuer + "/introspect",
+        revocation_endpoint=issuer + "/revoke",
+        scopes_supported=list(SUPPORTED_SCOPES),
+        response_types_supported=["code"],
+        response_modes_supported=["query", "form_post"],
+        grant_types_supported=["authorization_code", "refresh_token"],
+        subject_types_supported=["public", "pairwise"],
+        id_token_signing_alg_values_supported=["RS256"],
+        token_endpoint_auth_methods_supported=list(AUTH_METHODS),
+        token_endpoint_auth_signing_alg_values_supported=ASSERTION_ALGORITHMS,
+        introspection_endpoint_auth_methods_supported=list(AUTH_METHODS),
+        revocation_endpoint_auth_methods_supported=list(AUTH_METHODS),
+        code_challenge_methods_supported=["S256"],
+        claims_supported=["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "azp",
+                          "sid", "at_hash", *SUPPORTED_CLAIMS],
+        claim_types_supported=["normal"],
+        claims_parameter_supported=True,
+        request_parameter_supported=False,
+        request_uri_parameter_supported=False,
+        require_request_uri_registration=False,
+        authorization_response_iss_parameter_supported=True,
+        prompt_values_supported=["none", "login", "consent"],
+        ui_locales_supported=list(SUPPORTED_LOCALES),
+        claims_locales_supported=["th", "en"],
+        frontchannel_logout_supported=False,
+        backchannel_logout_supported=False,
+    )
+    if issuer.startswith("https://"):
+        # pyoidc checks the required members and their types; it refuses the plain-http loopback
+        # issuer of development, which the config only allows on 127.0.0.1/localhost.
+        metadata.verify()
+    return metadata.to_dict()
+
+
+@blueprint.route("/.well-known/openid-configuration")
+async def openid_configuration():
+    response = jsonify(provider_metadata(services().settings.issuer))
+    response.headers["Cache-Control"] = "public, max-age=300"
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    return response
+
+
+@blueprint.route("/jwks")
+async def jwks():
+    svc = services()
+    response = jsonify(svc.keyring.jwks())
+    # Cached no longer than a new key is published before it signs (keys.publish_ahead).
+    response.headers["Cache-Control"] = f"public, max-age={svc.settings.keys.jwks_max_age}"
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    return response

@@ -1,0 +1,63 @@
+"""The UserInfo endpoint (OIDC Core §5.3): GET or POST, token in the header or the form body
+(RFC 6750 §2.1, §2.2); errors as RFC 6750 §3 WWW-Authenticate challenges."""
+
+from __future__ import annotations
+
+from quart import Blueprint, jsonify, request
+
+from op_proxy.claims.release import release
+from op_proxy.services import services
+from op_proxy.signin.sessions import account_by_sub
+from op_proxy.storage.models import Client
+from op_proxy.tokens.minting import app_user_claims
+from op_proxy.tokens.validation import active_access_token
+from op_proxy.web import NO_STORE
+
+blueprint = Blueprint("userinfo", __name__)
+
+
+def bearer_challenge(error: str, description: str, status: int):
+    response = jsonify({"error": error, "error_description": description})
+    response.status_code = status
+    response.headers["WWW-Authenticate"] = (
+        f'Bearer realm="op-proxy", error="{error}", error_description="{description}"')
+    response.headers.update(NO_STORE)
+    return response
+
+
+async def bearer_token() -> str | None:
+    header = request.headers.get("Authorization", "")
+    from_header = header[7:].strip() if header[:7].lower() == "bearer " else None
+    from_body = None
+    if request.method == "POST" and request.mimetype == "application/x-www-form-urlencoded":
+        from_body = (await request.form).get("access_token")
+    if from_header and from_body:
+        return ""  # RFC 6750 §2: more than one method is an invalid request
+    return from_header or from_body
+
+
+@blueprint.route("/userinfo", methods=["GET", "POST"])
+async def userinfo():
+    svc = services()
+    token = await bearer_token()
+    if token is None:
+        response = bearer_challenge("invalid_request", "an access token is required", 401)
+        response.headers["WWW-Authenticate"] = 'Bearer realm="op-proxy"'
+        return response
+    if token == "":
+        return bearer_challenge("invalid_request", "send the access token in one place only", 400)
+    active = await active_access_token(svc, token)
+    if active is None:
+        return bearer_challenge("invalid_token", "the access token is invalid, expired or revoked", 401)
+    claims, grant = active
+    if "openid" not in claims.get("scope", "").split():
+        return bearer_challenge("insufficient_scope", "the openid scope is required", 403)
+    account = await account_by_sub(svc.db, grant.sub)
+    async with svc.db.session() as session:
+        client = await session.get(Client, grant.client_id)
+    requested = (grant.claims or {}).get("userinfo") or {}
+    body = {"sub": grant.client_sub, **release(account.profile, claims["scope"].split(), requested,
+                                        client.allowed_scopes if client else ()), **app_user_claims(grant)}
+    response = jsonify(body)
+    response.headers.update(NO_STORE)
+    return response

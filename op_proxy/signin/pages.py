@@ -1,0 +1,87 @@
+"""The pages a person sees while signing in: the upstream chooser and the password form."""
+
+from __future__ import annotations
+
+from quart import Blueprint, redirect, request
+
+from op_proxy import audit
+from op_proxy.errors import PageError
+from op_proxy.i18n import gettext as _
+from op_proxy.services import Services, services
+from op_proxy.signin import flow
+from op_proxy.signin.callbacks import remember_upstream_login, upstream_failed
+from op_proxy.storage.models import Client, PendingLogin
+from op_proxy.upstreams.base import LoginFailed
+from op_proxy.web import client_ip, render_page, use_locale
+
+blueprint = Blueprint("signin", __name__)
+
+
+async def allowed_upstreams(svc: Services, pending: PendingLogin) -> list:
+    async with svc.db.session() as session:
+        client = await session.get(Client, pending.client_id)
+    allowed = client.allowed_upstreams if client and client.allowed_upstreams else list(svc.connectors)
+    return [svc.connectors[name] for name in allowed if name in svc.connectors]
+
+
+async def pending_and_connector(svc: Services, login_id: str, upstream: str):
+    pending = await flow.load(svc, login_id)
+    use_locale(pending.params.get("ui_locales"))
+    connectors = {c.name: c for c in await allowed_upstreams(svc, pending)}
+    if upstream not in connectors:
+        raise PageError(_("Sign-in method not available"),
+                        _("This application does not accept that way of signing in. Choose another."), 403)
+    return pending, connectors[upstream]
+
+
+@blueprint.route("/login/<login_id>")
+async def chooser(login_id: str):
+    svc = services()
+    pending = await flow.load(svc, login_id)
+    use_locale(pending.params.get("ui_locales"))
+    upstreams = await allowed_upstreams(svc, pending)
+    hint = pending.params.get("idp_hint")
+    if hint:
+        # idp_hint (kc_idp_hint for apps moving from Keycloak) skips the chooser, within the allow-list.
+        if hint not in {u.name for u in upstreams}:
+            raise PageError(_("Sign-in method not allowed"),
+                            _("This application does not accept that way of signing in."), 403)
+        return redirect(f"/login/{login_id}/{hint}", 303)
+    if len(upstreams) == 1:
+        return redirect(f"/login/{login_id}/{upstreams[0].name}", 303)
+    return await render_page("chooser.html", login_id=login_id, upstreams=upstreams)
+
+
+@blueprint.route("/login/<login_id>/<upstream>")
+async def start_upstream(login_id: str, upstream: str):
+    svc = services()
+    pending, connector = await pending_and_connector(svc, login_id, upstream)
+    hints = {"login_hint": pending.params.get("login_hint") or "", "ui_locales": pending.params.get("ui_locales")}
+    try:
+        start = await connector.start_login(login_id, hints)
+    except LoginFailed as failure:  # discovery unreachable, malformed ...
+        return await upstream_failed(svc, pending, login_id, connector, failure)
+    if start.kept.get("state"):
+        await remember_upstream_login(svc, login_id, connector.name, start.kept)
+    return redirect(start.redirect_url, 303)
+
+
+@blueprint.route("/login/<login_id>/password/<upstream>", methods=["GET", "POST"])
+async def password_form(login_id: str, upstream: str):
+    svc = services()
+    pending, connector = await pending_and_connector(svc, login_id, upstream)
+    if not getattr(connector, "uses_password_form", False):
+        raise PageError(_("Sign-in method not available"), _("This sign-in method has no password form."), 404)
+    if request.method == "GET":
+        return await render_page("password.html", login_id=login_id, upstream=connector,
+                                 username=pending.params.get("login_hint") or "", error=None)
+    form = (await request.form).to_dict()
+    try:
+        identity = await connector.finish_login(form, {})
+    except LoginFailed:
+        await audit.record(svc.db, "sign_in", outcome="failure", client_id=pending.client_id,
+                           upstream=connector.name, ip=client_ip(), reason="wrong_password")
+        return await render_page("password.html", 401, login_id=login_id, upstream=connector,
+                                 username=form.get("username", ""),
+                                 error=_("Wrong username or password. Try again."))
+    return await flow.complete(svc, pending, login_id, identity)

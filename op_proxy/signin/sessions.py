@@ -1,0 +1,80 @@
+"""SSO sessions: one per browser sign-in, in the database; the browser holds a random cookie."""
+
+from __future__ import annotations
+
+import time
+
+from quart import request
+from sqlalchemy import select, update
+
+from op_proxy.security import encrypt, random_token, token_digest
+from op_proxy.storage.models import Account, Grant, SsoSession
+from op_proxy.upstreams.base import Identity
+
+SESSION_COOKIE = "op_session"
+
+
+async def find_or_create_account(db, identity: Identity) -> Account:
+    """Accounts are keyed on (upstream, upstream subject) — never on an e-mail address."""
+    now = int(time.time())
+    for _attempt in range(2):
+        try:
+            async with db.transaction() as session:
+                account = await session.scalar(select(Account).where(
+                    Account.upstream == identity.upstream, Account.upstream_subject == identity.subject))
+                if account is None:
+                    account = Account(sub=random_token(16), upstream=identity.upstream,
+                                      upstream_subject=identity.subject, created_at=now)
+                    session.add(account)
+                account.profile, account.updated_at = identity.profile, now
+            return account
+        except Exception as exc:  # another process created the same account at the same moment
+            if "unique" not in str(exc).lower() and "duplicate" not in str(exc).lower():
+                raise
+    raise RuntimeError("could not create account")
+
+
+async def start_session(db, account: Account, identity: Identity, lifetime: int,
+                        data_key: bytes) -> tuple[str, SsoSession]:
+    now = int(time.time())
+    cookie = random_token(32)
+    refresh_token = identity.upstream_refresh_token
+    row = SsoSession(cookie_digest=token_digest(cookie), sid=random_token(16), sub=account.sub,
+                     upstream=identity.upstream, auth_time=now, acr=identity.acr, amr=identity.amr,
+                     upstream_id_token=identity.upstream_id_token,
+                     upstream_refresh_token=encrypt(data_key, refresh_token) if refresh_token else None,
+                     created_at=now, expires_at=now + lifetime)
+    async with db.transaction() as session:
+        session.add(row)
+    return cookie, row
+
+
+async def current_session(db) -> SsoSession | None:
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie:
+        return None
+    async with db.session() as session:
+        row = await session.get(SsoSession, token_digest(cookie))
+    if row is None or row.ended_at is not None or row.expires_at <= time.time():
+        return None
+    return row
+
+
+async def end_session(db, sso: SsoSession, reason: str = "logout") -> None:
+    """Ends the browser session and revokes every grant made in it."""
+    now = int(time.time())
+    async with db.transaction() as session:
+        await session.execute(update(SsoSession).where(SsoSession.cookie_digest == sso.cookie_digest)
+                              .values(ended_at=now))
+        await session.execute(update(Grant).where(Grant.sid == sso.sid, Grant.revoked_at.is_(None))
+                              .values(revoked_at=now, revoked_reason=reason))
+
+
+async def session_by_sid(db, sid: str) -> SsoSession | None:
+    async with db.session() as session:
+        return await session.scalar(select(SsoSession).where(SsoSession.sid == sid))
+
+
+async def account_by_sub(db, sub: str) -> Account | None:
+    async with db.session() as session:
+        return await session.get(Account, sub)

@@ -1,0 +1,59 @@
+"""The app's user handler (the old gateway's API contract): after the person signed in upstream,
+op-proxy POSTs ``{normalizedUser, ssoUserInfo}`` to the client's endpoint with ``X-API-SECRET``,
+and the app answers with its own record of the person (with ``role``).
+
+``ssoUserInfo`` holds only the claims this client may see (UPSTREAMS.md item 9): a client not
+allowed the ``thaid`` scope never receives the national ID. Redirects are not followed, the
+timeout is short, and any failure ends the sign-in on a page of ours.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import httpx
+
+from op_proxy.claims.release import release
+
+log = logging.getLogger("op_proxy.user_handler")
+
+NORMALIZED_FIELDS = ("id", "username", "name", "firstName", "lastName", "email", "department", "position",
+                     "campus", "officeName", "facultyId", "departmentId", "campusId", "groups")
+TIMEOUT_SECONDS = 5.0
+
+
+class UserHandlerFailed(Exception):
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def payload(profile: dict, sub: str, scopes: list[str], allowed_scopes) -> dict:
+    return {
+        "normalizedUser": {name: profile.get(name) for name in NORMALIZED_FIELDS},
+        "ssoUserInfo": {"sub": sub, **release(profile, scopes, None, allowed_scopes)},
+    }
+
+
+async def ask_app(http: httpx.AsyncClient, client, profile: dict, sub: str, scopes: list[str]) -> dict:
+    """``sub`` is the one this client knows the person by."""
+    # The app's answer (a JSON object), or UserHandlerFailed with a reason fit for the audit log.
+    body = json.dumps(payload(profile, sub, scopes, client.allowed_scopes), ensure_ascii=False).encode()
+    try:
+        response = await http.post(client.user_handler_endpoint, content=body, timeout=TIMEOUT_SECONDS,
+                                   headers={"Content-Type": "application/json",
+                                            "X-API-SECRET": client.user_handler_secret})
+    except httpx.TimeoutException:
+        raise UserHandlerFailed("timeout") from None
+    except httpx.HTTPError as exc:
+        raise UserHandlerFailed(f"unreachable ({type(exc).__name__})") from None
+    if response.status_code != 200:
+        raise UserHandlerFailed(f"HTTP {response.status_code}")
+    try:
+        answer = response.json()
+    except ValueError:
+        raise UserHandlerFailed("the answer is not JSON") from None
+    if not isinstance(answer, dict):
+        raise UserHandlerFailed("the answer is not a JSON object")
+    return answer

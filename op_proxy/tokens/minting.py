@@ -1,0 +1,98 @@
+"""One place that writes tokens. Each mint stores what revocation and introspection need."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from op_proxy.claims.release import release
+from op_proxy.security import left_half_hash, random_token, token_digest
+from op_proxy.storage.models import AccessToken, Grant, RefreshToken
+
+
+@dataclass
+class IssuedTokens:
+    access_token: str
+    expires_in: int
+    id_token: str
+    refresh_token: str | None
+    scope: str
+
+    def response(self) -> dict:
+        body = {"access_token": self.access_token, "token_type": "Bearer", "expires_in": self.expires_in,
+                "id_token": self.id_token, "scope": self.scope}
+        if self.refresh_token:
+            body["refresh_token"] = self.refresh_token
+        return body
+
+
+def app_user_claims(grant: Grant) -> dict:
+    """The app's own record of the person (from its user handler): ``app_user``, and its ``role``
+    at the top level where apps of the old gateway look for it."""
+    if not grant.app_user:
+        return {}
+    claims = {"app_user": grant.app_user}
+    if grant.app_user.get("role") is not None:
+        claims["role"] = grant.app_user["role"]
+    return claims
+
+
+class TokenMinter:
+    def __init__(self, settings, keyring):
+        self.issuer = settings.issuer
+        self.lifetimes = settings.tokens
+        self.keyring = keyring
+
+    def access_token(self, grant: Grant, now: int) -> tuple[str, AccessToken]:
+        """RFC 9068: a JWT with ``typ: at+jwt`` that resource servers verify with our JWKS."""
+        jti = random_token(16)
+        expires_at = now + self.lifetimes.access_token_lifetime
+        claims = {
+            "iss": self.issuer, "sub": grant.client_sub, "aud": grant.client_id, "client_id": grant.client_id,
+            "iat": now, "exp": expires_at, "jti": jti, "scope": grant.scope,
+            "auth_time": grant.auth_time, "sid": grant.sid,
+        }
+        if grant.acr:
+            claims["acr"] = grant.acr
+        if grant.amr:
+            claims["amr"] = grant.amr
+        token = self.keyring.sign(claims, typ="at+jwt")
+        return token, AccessToken(jti=jti, grant_id=grant.id, client_id=grant.client_id, expires_at=expires_at)
+
+    def id_token(self, grant: Grant, profile: dict, allowed_scopes, *, now: int, access_token: str,
+                 nonce: str | None) -> str:
+        """OIDC Core §2 and §3.1.3.6; profile claims released as for userinfo (§5.4, §5.5)."""
+        requested = (grant.claims or {}).get("id_token") or {}
+        claims = release(profile, grant.scope.split(), requested, allowed_scopes)
+        claims.update(app_user_claims(grant))
+        claims.update({
+            "iss": self.issuer, "sub": grant.client_sub, "aud": grant.client_id, "azp": grant.client_id,
+            "iat": now, "exp": now + self.lifetimes.id_token_lifetime, "auth_time": grant.auth_time,
+            "sid": grant.sid, "at_hash": left_half_hash(access_token),
+        })
+        if nonce:
+            claims["nonce"] = nonce
+        if grant.acr:
+            claims["acr"] = grant.acr
+        if grant.amr:
+            claims["amr"] = grant.amr
+        return self.keyring.sign(claims)
+
+    def refresh_token(self, grant: Grant, now: int) -> tuple[str, RefreshToken]:
+        token = random_token(32)
+        row = RefreshToken(token_digest=token_digest(token), grant_id=grant.id, client_id=grant.client_id,
+                           created_at=now, expires_at=now + self.lifetimes.refresh_token_lifetime)
+        return token, row
+
+    def issue(self, session, grant: Grant, profile: dict, allowed_scopes, *, nonce: str | None = None,
+              with_refresh_token: bool = True) -> IssuedTokens:
+        """Mint a full token response and add the rows to the caller's transaction."""
+        now = int(time.time())
+        access_token, access_row = self.access_token(grant, now)
+        session.add(access_row)
+        refresh_token = None
+        if with_refresh_token:
+            refresh_token, refresh_row = self.refresh_token(grant, now)
+            session.add(refresh_row)
+        id_token = self.id_token(grant, profile, allowed_scopes, now=now, access_token=access_token, nonce=nonce)
+        return IssuedTokens(access_token, self.lifetimes.access_token_lifetime, id_token, refresh_token, grant.scope)

@@ -1,0 +1,324 @@
+"""``oidc``: any OpenID Provider, driven by its discovery document (Google, PSU SSO, Microsoft,
+Auth0, Okta). What differs between providers is configuration, never code (UPSTREAMS.md item 10).
+
+The upstream leg follows RFC 9700 for a client: state, nonce and PKCE S256; the ID token is
+verified even though it came from the token endpoint over TLS (signature with the upstream's JWKS
+or, for HS*, the client secret; ``iss``, ``aud``, ``azp``, ``exp``, ``nonce``); an ``iss`` response
+parameter is checked where sent (RFC 9207); a userinfo ``sub`` must be the ID token's.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+from dataclasses import replace
+from urllib.parse import urlencode
+
+import httpx
+from jwcrypto import jwk, jws
+from jwcrypto.common import JWException
+
+from op_proxy.config import OidcUpstreamSettings, UpstreamSettings
+from op_proxy.security import base64url_sha256, random_token
+from op_proxy.upstreams.base import Identity, LoginFailed, LoginStart
+
+log = logging.getLogger("op_proxy.upstreams")
+
+METADATA_TTL = 3600
+JWKS_TTL = 3600
+JWKS_REFETCH_INTERVAL = 60  # at most one refetch a minute for an unknown kid (UPSTREAMS.md item 6)
+CLOCK_SKEW = 60
+KEY_TYPES = {"RS": "RSA", "PS": "RSA", "ES": "EC"}
+
+
+class UpstreamUnavailable(LoginFailed):
+    """Discovery, token or JWKS request failed: the upstream is down, slow or answered 5xx."""
+
+    def __init__(self, detail: str):
+        super().__init__("upstream_unavailable")
+        self.detail = detail
+
+
+class UpstreamRefused(LoginFailed):
+    """The upstream's answer did not pass our checks; ``detail`` says which (for the log)."""
+
+    def __init__(self, detail: str):
+        super().__init__("upstream_refused")
+        self.detail = detail
+
+
+class UpstreamError(LoginFailed):
+    """The upstream sent an OAuth error to the callback (``user_denied``, ``duplicate_request`` ...)."""
+
+    def __init__(self, error: str, description: str | None):
+        super().__init__("cancelled" if error in ("access_denied", "user_denied") else "upstream_error")
+        self.error, self.description = error, description
+
+
+class OidcConnector:
+    kind = "oidc"
+    uses_password_form = False
+
+    def __init__(self, settings: UpstreamSettings, *, issuer: str, http: httpx.AsyncClient):
+        assert settings.oidc is not None
+        self.name = settings.name
+        self.display_name = settings.display_name
+        self.config: OidcUpstreamSettings = settings.oidc
+        self.redirect_uri = issuer + settings.oidc.callback_path
+        self.http = http
+        self._metadata: dict | None = None
+        self._metadata_at = 0.0
+        self._jwks: jwk.JWKSet | None = None
+        self._jwks_at = 0.0
+        self._unknown_kid_refetch_at = float("-inf")
+        self.last_error: str | None = None
+
+    @property
+    def callback_path(self) -> str:
+        return self.config.callback_path
+
+    # -- talking to the upstream ------------------------------------------------------------------
+
+    async def _get_json(self, url: str, **kwargs) -> dict:
+        try:
+            response = await self.http.get(url, timeout=self.config.timeout, **kwargs)
+        except httpx.HTTPError as exc:
+            raise UpstreamUnavailable(f"GET {url}: {type(exc).__name__}") from None
+        if response.status_code >= 500:
+            raise UpstreamUnavailable(f"GET {url}: HTTP {response.status_code}")
+        if response.status_code != 200:
+            raise UpstreamRefused(f"GET {url}: HTTP {response.status_code}")
+        try:
+            return response.json()
+        except ValueError:
+            raise UpstreamRefused(f"GET {url}: not JSON") from None
+
+    async def metadata(self) -> dict:
+        if self._metadata is None or time.monotonic() - self._metadata_at > METADATA_TTL:
+            metadata = await self._get_json(self.config.discovery_url)
+            if metadata.get("issuer", "").rstrip("/") != self.config.issuer and \
+                    metadata.get("issuer") not in self.config.issuer_aliases and not self.config.issuer_template:
+                raise UpstreamRefused(f"discovery issuer {metadata.get('issuer')!r} is not {self.config.issuer!r}")
+            self._metadata = {**metadata, **self.config.endpoints}
+            self._metadata_at = time.monotonic()
+        return self._metadata
+
+    async def signing_key(self, header: dict) -> jwk.JWK:
+        """The upstream's key for this token: cached JWKS, refetched (at most once a minute) when
+        the ``kid`` is unknown — that is how a rotation at the upstream reaches us."""
+        kid = header.get("kid")
+        if self._jwks is None or time.monotonic() - self._jwks_at > JWKS_TTL:
+            await self._fetch_jwks()
+        key = self._find_key(kid, header["alg"])
+        if key is None and time.monotonic() - self._unknown_kid_refetch_at > JWKS_REFETCH_INTERVAL:
+            # A token made with a key we do not know: the upstream may have rotated. A forger can
+            # send unknown kids too, so this costs the upstream one request a minute at most.
+            self._unknown_kid_refetch_at = time.monotonic()
+            await self._fetch_jwks()
+            key = self._find_key(kid, header["alg"])
+        if key is None:
+            raise UpstreamRefused(f"no key {kid!r} for {header['alg']} in the upstream's JWKS")
+        return key
+
+    async def _fetch_jwks(self) -> None:
+        metadata = await self.metadata()
+        document = await self._get_json(metadata["jwks_uri"])
+        try:
+            self._jwks = jwk.JWKSet.from_json(json.dumps(document))
+        except (JWException, ValueError, TypeError):
+            raise UpstreamRefused("the upstream's JWKS is malformed") from None
+        self._jwks_at = time.monotonic()
+
+    def _find_key(self, kid: str | None, algorithm: str) -> jwk.JWK | None:
+        if self._jwks is None:
+            return None
+        wanted_type = KEY_TYPES.get(algorithm[:2])
+        candidates = [k for k in self._jwks["keys"] if k.get("kty") == wanted_type
+                      and k.get("use", "sig") == "sig" and (kid is None or k.get("kid") == kid)]
+        return candidates[0] if len(candidates) == 1 or (kid and candidates) else None
+
+    # -- the connector interface --------------------------------------------------------------------
+
+    async def start_login(self, login_id: str, hints: dict[str, str]) -> LoginStart:
+        metadata = await self.metadata()
+        state = random_token(24)
+        kept = {"state": state, "nonce": None, "code_verifier": None}
+        params = {"response_type": "code", "client_id": self.config.client_id,
+                  "redirect_uri": self.redirect_uri, "scope": " ".join(self.config.scopes), "state": state,
+                  **self.config.authorize_params}
+        if self.config.use_nonce:
+            kept["nonce"] = params["nonce"] = random_token(24)
+        if self.config.use_pkce:
+            kept["code_verifier"] = random_token(48)
+            params.update(code_challenge=base64url_sha256(kept["code_verifier"]), code_challenge_method="S256")
+        if hints.get("login_hint"):
+            params["login_hint"] = hints["login_hint"]
+        if hints.get("ui_locales"):
+            params["ui_locales"] = hints["ui_locales"]
+        separator = "&" if "?" in metadata["authorization_endpoint"] else "?"
+        return LoginStart(metadata["authorization_endpoint"] + separator + urlencode(params), kept)
+
+    async def finish_login(self, response: dict[str, str], kept: dict) -> Identity:
+        if response.get("error"):
+            raise UpstreamError(response["error"], response.get("error_description"))
+        metadata = await self.metadata()
+        self.check_iss_parameter(response, metadata)
+        if not response.get("code"):
+            raise UpstreamRefused("the callback has neither code nor error")
+        form = {"grant_type": "authorization_code", "code": response["code"], "redirect_uri": self.redirect_uri}
+        if kept.get("code_verifier"):
+            form["code_verifier"] = kept["code_verifier"]
+        tokens = await self.token_request(metadata, form)
+        claims = await self.verify_id_token(tokens.get("id_token"), kept.get("nonce"))
+        return self.identity(await self.with_userinfo(metadata, claims, tokens), tokens)
+
+    async def with_userinfo(self, metadata: dict, claims: dict, tokens: dict) -> dict:
+        if self.config.fetch_userinfo and metadata.get("userinfo_endpoint") and tokens.get("access_token"):
+            userinfo = await self.userinfo(metadata, tokens["access_token"])
+            if userinfo.get("sub") != claims["sub"]:
+                raise UpstreamRefused("userinfo sub is not the ID token's (OIDC Core §5.3.2)")
+            claims = {**userinfo, **claims}
+        return claims
+
+    async def refresh(self, refresh_token: str, subject: str) -> Identity:
+        """OIDC Core §12: the upstream still vouches for the person (and may say more about them)."""
+        metadata = await self.metadata()
+        tokens = await self.token_request(metadata, {"grant_type": "refresh_token", "refresh_token": refresh_token})
+        claims = await self.verify_id_token(tokens["id_token"], None) if tokens.get("id_token") else None
+        if claims is None:
+            return Identity(self.name, subject, {}, upstream_refresh_token=tokens.get("refresh_token")
+                            or refresh_token)
+        identity = self.identity(await self.with_userinfo(metadata, claims, tokens), tokens)
+        if identity.subject != subject:
+            raise UpstreamRefused("the refreshed ID token names another person (OIDC Core §12.2)")
+        if identity.upstream_refresh_token is None:
+            identity = replace(identity, upstream_refresh_token=refresh_token)
+        return identity
+
+    async def end_session_url(self, id_token: str | None, post_logout_redirect_uri: str, state: str) -> str | None:
+        """Where to send the person to sign out upstream too (RP-Initiated Logout 1.0), if anywhere."""
+        if not self.config.logout or not id_token:
+            return None
+        try:
+            endpoint = (await self.metadata()).get("end_session_endpoint")
+        except LoginFailed:
+            return None  # the upstream is down: our own sign-out has happened, that must do
+        if not endpoint:
+            return None
+        query = urlencode({"id_token_hint": id_token, "post_logout_redirect_uri": post_logout_redirect_uri,
+                           "client_id": self.config.client_id, "state": state})
+        return endpoint + ("&" if "?" in endpoint else "?") + query
+
+    # -- the steps ----------------------------------------------------------------------------------
+
+    def check_iss_parameter(self, response: dict, metadata: dict) -> None:
+        """RFC 9207 §2.4: compare ``iss`` when sent; require it when the upstream advertises it."""
+        if "iss" in response:
+            if response["iss"] not in self.expected_issuers({}):
+                raise UpstreamRefused("the callback's iss is another issuer (mix-up?)")
+        elif metadata.get("authorization_response_iss_parameter_supported"):
+            raise UpstreamRefused("the callback lacks the iss parameter the upstream advertises")
+
+    async def token_request(self, metadata: dict, form: dict) -> dict:
+        auth = None
+        if self.config.token_endpoint_auth_method == "client_secret_basic":
+            auth = httpx.BasicAuth(self.config.client_id, self.config.client_secret)
+        else:
+            form.update(client_id=self.config.client_id, client_secret=self.config.client_secret)
+        try:
+            response = await self.http.post(metadata["token_endpoint"], data=form, auth=auth,
+                                            timeout=self.config.timeout, headers={"Accept": "application/json"})
+        except httpx.HTTPError as exc:
+            raise UpstreamUnavailable(f"token endpoint: {type(exc).__name__}") from None
+        if response.status_code >= 500:
+            raise UpstreamUnavailable(f"token endpoint: HTTP {response.status_code}")
+        try:
+            body = response.json()
+        except ValueError:
+            raise UpstreamRefused(f"token endpoint: HTTP {response.status_code}, not JSON") from None
+        if response.status_code != 200 or "error" in body:
+            raise UpstreamRefused(f"token endpoint: {body.get('error', response.status_code)}")
+        return body
+
+    def expected_issuers(self, claims: dict) -> set[str]:
+        issuers = {self.config.issuer, self.config.issuer + "/", *self.config.issuer_aliases}
+        if self.config.issuer_template:
+            try:
+                issuers.add(self.config.issuer_template.format(**claims))
+            except (KeyError, IndexError):
+                pass
+        return issuers
+
+    async def verify_id_token(self, id_token: str | None, nonce: str | None) -> dict:
+        if not id_token:
+            raise UpstreamRefused("the token response has no id_token")
+        try:
+            parsed = jws.JWS()
+            parsed.deserialize(id_token)
+            header = parsed.jose_header
+        except (JWException, ValueError, TypeError):
+            raise UpstreamRefused("the id_token is not a JWS") from None
+        algorithm = header.get("alg")
+        # Only algorithms configured for this upstream; never "none", and an HS* token is checked
+        # with the client secret only, so a public key can never be used as an HMAC secret.
+        if algorithm not in self.config.id_token_signing_algs:
+            raise UpstreamRefused(f"id_token alg {algorithm!r} is not accepted for this upstream")
+        if algorithm.startswith("HS"):
+            secret = self.config.client_secret.encode()
+            if len(secret) * 8 < int(algorithm[2:]):
+                raise UpstreamRefused(f"the client secret is too short to verify {algorithm} (RFC 7518 §3.2)")
+            key = jwk.JWK(kty="oct", k=base64.urlsafe_b64encode(secret).rstrip(b"=").decode())
+        else:
+            key = await self.signing_key(header)
+        try:
+            parsed.verify(key, alg=algorithm)
+            claims = json.loads(parsed.payload)
+        except (JWException, ValueError, TypeError):
+            raise UpstreamRefused("the id_token signature does not verify") from None
+        self.check_id_token_claims(claims, nonce)
+        return claims
+
+    def check_id_token_claims(self, claims: dict, nonce: str | None) -> None:
+        """OIDC Core §3.1.3.7."""
+        if claims.get("iss") not in self.expected_issuers(claims):
+            raise UpstreamRefused("id_token iss is not this upstream")
+        audience = claims.get("aud")
+        audience = [audience] if isinstance(audience, str) else audience or []
+        if self.config.client_id not in audience:
+            raise UpstreamRefused("id_token aud is not our client id")
+        if len(audience) > 1 and claims.get("azp") != self.config.client_id:
+            raise UpstreamRefused("id_token has several audiences and azp is not our client id")
+        now = time.time()
+        if not isinstance(claims.get("exp"), (int, float)) or claims["exp"] + CLOCK_SKEW < now:
+            raise UpstreamRefused("id_token has expired")
+        if isinstance(claims.get("iat"), (int, float)) and claims["iat"] - CLOCK_SKEW > now:
+            raise UpstreamRefused("id_token was issued in the future")
+        if nonce is not None and claims.get("nonce") != nonce:
+            raise UpstreamRefused("id_token nonce is not the one we sent (replay?)")
+        if not claims.get("sub"):
+            raise UpstreamRefused("id_token has no sub")
+
+    async def userinfo(self, metadata: dict, access_token: str) -> dict:
+        return await self._get_json(metadata["userinfo_endpoint"],
+                                    headers={"Authorization": f"Bearer {access_token}"})
+
+    def identity(self, claims: dict, tokens: dict) -> Identity:
+        missing = [c for c in self.config.subject_claims if not claims.get(c)]
+        if missing:
+            raise UpstreamRefused(f"the upstream did not send {', '.join(missing)}")
+        subject = ":".join(str(claims[c]) for c in self.config.subject_claims)
+        return Identity(upstream=self.name, subject=subject, profile=self.normalized_profile(claims),
+                        acr=self.config.acr or claims.get("acr"), amr=list(claims.get("amr") or []),
+                        upstream_id_token=tokens.get("id_token"),
+                        upstream_refresh_token=tokens.get("refresh_token") if self.config.refresh else None)
+
+    def normalized_profile(self, claims: dict) -> dict:
+        """The configured claim mapping into the old gateway's normalized fields, plus passthrough."""
+        profile = {field: claims[claim] for field, claim in self.config.claim_mapping.items()
+                   if claims.get(claim) not in (None, "")}
+        for claim in self.config.passthrough_claims:
+            if claims.get(claim) not in (None, ""):
+                profile[claim] = claims[claim]
+        return profile

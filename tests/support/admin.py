@@ -1,0 +1,67 @@
+"""Admins of the panel, as tests create and sign them in: the CLI for the account, HTTP for the forms."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from html import unescape
+
+import httpx
+
+from tests.support.person import Person
+from tests.support.server import ROOT
+
+ADMIN_PASSWORD = "correct horse battery staple"
+
+
+def create_admin(server, username: str, role: str = "admin", password: str = ADMIN_PASSWORD) -> None:
+    """``op-proxy admins create`` as an operator runs it, the password on stdin."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("OP_PROXY_")}
+    result = subprocess.run([sys.executable, "-m", "op_proxy.cli", "--config", str(server.config_path), "admins",
+                             "create", username, "--role", role], input=password + "\n", text=True, env=env,
+                            capture_output=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+def csrf_token(html: str) -> str:
+    return unescape(re.search(r'name="csrf_token" value="([^"]+)"', html).group(1))
+
+
+def login_form(http: httpx.Client, base: str = "") -> str:
+    """Open the panel's sign-in page; the CSRF token its form carries."""
+    page = http.get(f"{base}/admin/login")
+    assert page.status_code == 200 and http.cookies.get("op_admin_login")
+    return csrf_token(page.text)
+
+
+def try_password(http: httpx.Client, username: str, password: str, base: str = "") -> httpx.Response:
+    """Sign in at the panel's form (``base`` for a client without a base URL)."""
+    return http.post(f"{base}/admin/login", data={"csrf_token": login_form(http, base), "username": username,
+                                                  "password": password})
+
+
+def signed_in_admin(server, username: str = "boss", role: str = "admin", language: str = "en") -> Person:
+    """An admin (or viewer) at a browser, created with the CLI and signed in to the panel with a password."""
+    create_admin(server, username, role)
+    admin = Person(server.issuer, accept_language=language)
+    answer = try_password(admin.http, username, ADMIN_PASSWORD, base=server.base)
+    assert answer.status_code == 303 and answer.headers["location"] == "/admin/", answer.text
+    return admin
+
+
+def admin_browser(server, username: str, password: str = ADMIN_PASSWORD) -> httpx.Client:
+    """A bare HTTP client signed in to the panel as an existing admin."""
+    http = httpx.Client(base_url=server.base, headers={"Accept-Language": "en"}, timeout=15)
+    answer = try_password(http, username, password)
+    assert answer.status_code == 303 and answer.headers["location"] == "/admin/", answer.text
+    return http
+
+
+def post_form(person: Person, page_url: str, action: str, **fields) -> httpx.Response:
+    """Submit one of the panel's forms, with the CSRF token the page carries."""
+    page = person.http.get(page_url)
+    assert page.status_code == 200, page.text
+    return person.http.post(page_url.split("/admin/")[0] + action,
+                            data={"csrf_token": csrf_token(page.text), **fields})

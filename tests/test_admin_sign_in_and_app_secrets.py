@@ -1,0 +1,252 @@
+"""An admin's account is hard to guess into, and an admin looks after an application's secrets:
+rotating any of them retires the old one at once, and a disabled application signs nobody in."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+import threading
+from html import unescape
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+
+from tests.support.admin import ADMIN_PASSWORD, create_admin, csrf_token, post_form, signed_in_admin, try_password
+from tests.support.person import Arrival, Page, Person
+from tests.support.rp import authlib_client, verify_id_token
+from tests.support.server import DEMO_PROFILE, free_port
+
+PID = DEMO_PROFILE["pid"]
+APP_REDIRECT = "http://127.0.0.1:5600/callback"
+LEGACY_REDIRECT = "http://127.0.0.1:5601/sso_callback.php"
+
+
+def shown_secrets(response: httpx.Response) -> dict[str, str]:
+    """The secrets a page shows once, by their label."""
+    assert response.status_code == 200, response.text
+    found = re.findall(r'<div class="text-muted mb-1">([^<]+)</div>\s*<div[^>]*>\s*'
+                       r'<code class="secret-value[^"]*"[^>]*>([^<]+)</code>', response.text)
+    return {unescape(label): unescape(value) for label, value in found}
+
+
+def shown_secret(response: httpx.Response) -> str:
+    [secret] = shown_secrets(response).values()
+    return secret
+
+
+def client_authenticates(server, client_id: str, secret: str) -> bool:
+    """Whether the token endpoint accepts these credentials (a made-up code is then the only problem)."""
+    answer = httpx.post(server.url("/token"), auth=(client_id, secret),
+                        data={"grant_type": "authorization_code", "code": "no-such-code", "redirect_uri": APP_REDIRECT})
+    assert answer.status_code in (400, 401), answer.text
+    return answer.status_code == 400 and answer.json()["error"] == "invalid_grant"
+
+
+def register(admin: Person, server, **fields) -> httpx.Response:
+    form = {"name": "แอปทดสอบ", "mode": "oidc", "token_endpoint_auth_method": "client_secret_basic",
+            "subject_type": "public", "allowed_scopes": ["openid", "profile", "email"],
+            "legacy_token_lifetime": "3600", **fields}
+    return post_form(admin, server.url("/admin/clients/new"), "/admin/clients/new", **form)
+
+
+def hs256_verifies(token: str, key: str) -> bool:
+    header, payload, signature = token.split(".")
+    expected = hmac.new(key.encode(), f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    return hmac.compare_digest(base64.urlsafe_b64encode(expected).rstrip(b"=").decode(), signature)
+
+
+class AppUserApi:
+    """An app's user handler that knows exactly one API secret, the one op-proxy was last given."""
+
+    def __init__(self):
+        self.secret, self.seen = "", []
+        port, api = free_port(), self
+        self.url = f"http://127.0.0.1:{port}/api/user-handler"
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers["Content-Length"]))
+                sent = self.headers.get("X-API-SECRET", "")
+                api.seen.append(sent)
+                good = hmac.compare_digest(sent.encode(), api.secret.encode())
+                body = json.dumps({"id": 7, "role": "editor"}).encode() if good else b"{}"
+                self.send_response(200 if good else 401)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# -- the admin's own account -----------------------------------------------------------------------
+
+def test_five_wrong_passwords_lock_the_account_even_against_the_right_one(make_server):
+    server = make_server()
+    create_admin(server, "boss")
+    create_admin(server, "deputy")
+    guesser = httpx.Client(base_url=server.base, headers={"Accept-Language": "en"}, timeout=15)
+    for attempt in range(5):
+        wrong = try_password(guesser, "boss", f"guess number {attempt}")
+        assert wrong.status_code == 401 and "Wrong username or password" in wrong.text
+        assert "op_admin" not in guesser.cookies
+
+    locked = try_password(guesser, "boss", ADMIN_PASSWORD)
+    assert locked.status_code == 401 and "locked for 15 minutes" in locked.text
+    assert "op_admin" not in guesser.cookies
+
+    # The lock is on that account only; an unknown name answers like a wrong password.
+    assert try_password(guesser, "deputy", ADMIN_PASSWORD).status_code == 303
+    unknown = try_password(httpx.Client(base_url=server.base, timeout=15), "nobody", ADMIN_PASSWORD)
+    assert unknown.status_code == 401 and "locked" not in unknown.text
+
+    # Someone types a national ID as the name: the attempt is logged, the number is not.
+    try_password(httpx.Client(base_url=server.base, timeout=15), PID, "whatever-it-is")
+    server.stop()
+    log = server.log()
+    assert "reason=locked" in log and log.count("reason=wrong_password") >= 6
+    assert PID not in log and PID[-4:] in log
+
+
+def test_the_panel_cookie_is_http_only_same_site_and_secure_outside_dev(make_server):
+    plain_http = make_server()
+    create_admin(plain_http, "boss")
+    cookie = try_password(httpx.Client(base_url=plain_http.base, timeout=15), "boss", ADMIN_PASSWORD) \
+        .headers["set-cookie"]
+    assert cookie.startswith("op_admin=") and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    assert "Path=/admin" in cookie
+    assert "Secure" not in cookie  # the dev issuer is http://, where a Secure cookie would never come back
+    plain_http.stop()
+
+    behind_tls = make_server(env={"OP_PROXY_SERVER_SECURE_COOKIES": "true"})
+    create_admin(behind_tls, "boss2")
+    # A browser keeps a Secure cookie for https only; this test speaks http, so it carries it back itself.
+    login = httpx.get(behind_tls.url("/admin/login"))
+    login_cookie = login.headers["set-cookie"]
+    assert login_cookie.startswith("op_admin_login=") and "Secure" in login_cookie
+    answer = httpx.post(behind_tls.url("/admin/login"), headers={"Cookie": login_cookie.split(";")[0]},
+                        data={"csrf_token": csrf_token(login.text), "username": "boss2", "password": ADMIN_PASSWORD})
+    cookie = answer.headers["set-cookie"]
+    assert answer.status_code == 303 and cookie.startswith("op_admin=")
+    assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+
+
+def test_every_panel_page_forbids_inline_script_and_is_never_cached(make_server):
+    server = make_server()
+    admin = signed_in_admin(server)
+    for path in ("/admin/", "/admin/clients", "/admin/clients/new", "/admin/clients/demo", "/admin/upstreams",
+                 "/admin/keys", "/admin/users", "/admin/audit", "/admin/login"):
+        page = admin.http.get(server.url(path))
+        assert page.status_code == 200, path
+        policy = page.headers["content-security-policy"]
+        assert "script-src 'self'" in policy and "unsafe-inline" not in policy, path
+        assert page.headers["cache-control"] == "no-store", path
+        inline_scripts = [tag for tag in re.findall(r"<script\b[^>]*>", page.text) if "src=" not in tag]
+        assert inline_scripts == [], path
+
+
+# -- an application's secrets ----------------------------------------------------------------------
+
+def test_rotating_the_client_secret_retires_the_old_one_at_once(make_server):
+    server = make_server()
+    admin = signed_in_admin(server)
+    first = shown_secret(register(admin, server, client_id="payroll", redirect_uris=APP_REDIRECT))
+    assert client_authenticates(server, "payroll", first)
+
+    second = shown_secret(post_form(admin, server.url("/admin/clients/payroll"),
+                                    "/admin/clients/payroll/rotate/secret"))
+    assert second != first
+    assert client_authenticates(server, "payroll", second)
+    assert not client_authenticates(server, "payroll", first)
+    # Shown once: the application's page never shows it again.
+    assert second not in admin.http.get(server.url("/admin/clients/payroll")).text
+
+
+def test_rotating_the_legacy_key_signs_the_next_token_with_the_new_key_only(make_server):
+    server = make_server()
+    admin = signed_in_admin(server)
+    old_key = shown_secret(register(admin, server, client_id="old-php", mode="query_token",
+                                    token_endpoint_auth_method="none", redirect_uris=LEGACY_REDIRECT))
+    new_key = shown_secret(post_form(admin, server.url("/admin/clients/old-php"),
+                                     "/admin/clients/old-php/rotate/legacy-key"))
+    assert new_key != old_key
+
+    person = Person(server.issuer)
+    arrival = person.sign_in(server.url("/public/login.php") + f"?client_id=old-php&redirect_uri={LEGACY_REDIRECT}")
+    assert isinstance(arrival, Arrival) and arrival.url.startswith(LEGACY_REDIRECT + "?token=")
+    token = arrival.params["token"]
+    assert hs256_verifies(token, new_key) and not hs256_verifies(token, old_key)
+
+
+def test_a_new_app_with_a_user_handler_gets_both_secrets_and_rotation_reaches_the_handler(make_server):
+    api = AppUserApi()
+    try:
+        server = make_server()
+        admin = signed_in_admin(server)
+        shown = shown_secrets(register(admin, server, client_id="hr", redirect_uris=APP_REDIRECT,
+                                       user_handler_endpoint=api.url))
+        assert set(shown) == {"Client secret", "User handler API secret (X-API-SECRET)"}
+        secret, first_api_secret = shown["Client secret"], shown["User handler API secret (X-API-SECRET)"]
+
+        # The app was given the first API secret; the admin then rotates it and gives the app the new one.
+        api.secret = shown_secret(post_form(admin, server.url("/admin/clients/hr"),
+                                            "/admin/clients/hr/rotate/api-secret"))
+        assert api.secret != first_api_secret
+
+        app = authlib_client(server.issuer, "hr", secret, APP_REDIRECT)
+        url, _ = app.create_authorization_url(server.url("/authorize"), code_verifier="h" * 43)
+        arrival = Person(server.issuer).sign_in(url)
+        token = app.fetch_token(server.url("/token"), authorization_response=arrival.url, code_verifier="h" * 43)
+        assert verify_id_token(server.issuer, token["id_token"], "hr")["role"] == "editor"
+        assert api.seen == [api.secret]
+    finally:
+        api.stop()
+
+
+def test_adding_a_user_handler_to_an_app_shows_its_new_api_secret_once(make_server):
+    api = AppUserApi()
+    try:
+        server = make_server()
+        admin = signed_in_admin(server)
+        secret = shown_secret(register(admin, server, client_id="library", redirect_uris=APP_REDIRECT))
+        edited = post_form(admin, server.url("/admin/clients/library"), "/admin/clients/library",
+                           name="ห้องสมุด", mode="oidc", token_endpoint_auth_method="client_secret_basic",
+                           subject_type="public", allowed_scopes=["openid", "profile"], redirect_uris=APP_REDIRECT,
+                           legacy_token_lifetime="3600", user_handler_endpoint=api.url)
+        api.secret = shown_secrets(edited)["User handler API secret (X-API-SECRET)"]
+
+        app = authlib_client(server.issuer, "library", secret, APP_REDIRECT)
+        url, _ = app.create_authorization_url(server.url("/authorize"), code_verifier="l" * 43)
+        arrival = Person(server.issuer).sign_in(url)
+        token = app.fetch_token(server.url("/token"), authorization_response=arrival.url, code_verifier="l" * 43)
+        assert verify_id_token(server.issuer, token["id_token"], "library")["role"] == "editor"
+    finally:
+        api.stop()
+
+
+def test_a_disabled_application_signs_nobody_in_until_it_is_enabled_again(make_server):
+    server = make_server()
+    admin = signed_in_admin(server)
+    secret = shown_secret(register(admin, server, client_id="intranet", redirect_uris=APP_REDIRECT))
+    app = authlib_client(server.issuer, "intranet", secret, APP_REDIRECT)
+    url, _ = app.create_authorization_url(server.url("/authorize"), code_verifier="d" * 43)
+
+    post_form(admin, server.url("/admin/clients/intranet"), "/admin/clients/intranet/enabled", enabled="0")
+    refused = Person(server.issuer).visit(url)
+    assert isinstance(refused, Page) and refused.status == 400  # an error page, never a redirect
+    assert not client_authenticates(server, "intranet", secret)
+
+    post_form(admin, server.url("/admin/clients/intranet"), "/admin/clients/intranet/enabled", enabled="1")
+    arrival = Person(server.issuer).sign_in(url)
+    assert isinstance(arrival, Arrival) and "code" in arrival.params

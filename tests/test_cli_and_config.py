@@ -1,0 +1,395 @@
+"""An administrator runs the ``op-proxy`` command and edits its config file.
+
+Every command runs as a real process (``python -m op_proxy.cli --config <file> ...``) on a config
+and an SQLite database of the test's own, as an admin would run it on a server.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from argon2 import PasswordHasher
+
+from op_proxy.config import load_settings
+from tests.support.databases import sqlite_url
+from tests.support.person import Arrival, Person
+from tests.support.rp import authlib_client, discovery, verify_id_token
+from tests.support.server import DEMO_PASSWORD_HASH, ROOT, OpProxyServer, free_port, write_config
+
+APP_REDIRECT = "https://app.example.org/cb"
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+def op_proxy(config: Path, *args: str, env: dict | None = None, stdin: str | None = None,
+             timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run ``op-proxy --config <config> <args>`` as the admin would, in a clean environment
+    (no OP_PROXY_* variables but those given)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OP_PROXY_")}
+    return subprocess.run([sys.executable, "-m", "op_proxy.cli", "--config", str(config), *args],
+                          cwd=ROOT, env={**clean, **(env or {})}, input=stdin, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def succeeded(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def printed_secret(output: str) -> str:
+    match = re.search(r"secret[^:\n]*:\s*(\S+)\s*$", output, re.M)
+    assert match, f"no secret in:\n{output}"
+    return match.group(1)
+
+
+class Site:
+    """One op-proxy installation in a temporary directory: its config file, database and keys."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.port = free_port()
+        self.database = directory / "op-proxy.sqlite3"
+        self.config = write_config(directory, port=self.port, database_url=sqlite_url(directory))
+        self.issuer = f"http://127.0.0.1:{self.port}"
+        self.servers: list[OpProxyServer] = []
+
+    def run(self, *args: str, **options) -> subprocess.CompletedProcess:
+        return op_proxy(self.config, *args, **options)
+
+    def serve(self, env: dict | None = None) -> OpProxyServer:
+        server = OpProxyServer(self.config, self.port, env=env)
+        self.servers.append(server)
+        return server.start()
+
+    def stop(self):
+        for server in self.servers:
+            server.stop()
+
+    def stored_secret_hash(self, client_id: str) -> str | None:
+        with sqlite3.connect(self.database) as db:
+            row = db.execute("SELECT secret_hash FROM clients WHERE client_id = ?", (client_id,)).fetchone()
+        assert row is not None, f"client {client_id} is not in the database"
+        return row[0]
+
+
+@pytest.fixture
+def site(tmp_path):
+    installation = Site(tmp_path)
+    yield installation
+    installation.stop()
+
+
+def code_for(issuer: str, client_id: str, redirect_uri: str) -> tuple[dict, str]:
+    """A person signs in to the application; returns the token request the app would make
+    (without its client authentication) and the place the person arrived at."""
+    metadata = discovery(issuer)
+    app = authlib_client(issuer, client_id, None, redirect_uri)
+    verifier = os.urandom(32).hex()
+    url, state = app.create_authorization_url(metadata["authorization_endpoint"], code_verifier=verifier)
+    person = Person(issuer)
+    try:
+        arrival = person.sign_in(url)
+    finally:
+        person.close()
+    assert isinstance(arrival, Arrival) and arrival.url.startswith(redirect_uri + "?"), arrival
+    assert arrival.params["state"] == state
+    return {"grant_type": "authorization_code", "code": arrival.params["code"], "redirect_uri": redirect_uri,
+            "code_verifier": verifier}, arrival.url
+
+
+def exchange(issuer: str, request: dict, client_id: str, secret: str) -> httpx.Response:
+    """The application's back end redeems the code, authenticating with client_secret_basic."""
+    return httpx.post(discovery(issuer)["token_endpoint"], data=request, auth=(client_id, secret), timeout=15)
+
+
+# -- init ----------------------------------------------------------------------------------------
+
+def test_init_creates_the_database_and_a_private_signing_key(site):
+    assert not site.database.exists()
+
+    output = succeeded(site.run("init"))
+
+    assert site.database.exists()
+    key_files = list((site.directory / "keys").glob("*.jwk.json"))
+    assert len(key_files) == 1
+    assert stat.S_IMODE(key_files[0].stat().st_mode) == 0o600, "the private key is readable by others"
+    kid = key_files[0].name.removesuffix(".jwk.json")
+    assert "database ready" in output and kid in output
+    with sqlite3.connect(site.database) as db:
+        config_clients = {row[0] for row in db.execute("SELECT client_id FROM clients WHERE source = 'config'")}
+    assert {"demo", "demo-spa"} <= config_clients
+
+    # Running it again changes nothing: same key.
+    again = succeeded(site.run("init"))
+    assert kid in again
+    assert list((site.directory / "keys").glob("*.jwk.json")) == key_files
+
+
+# -- clients -------------------------------------------------------------------------------------
+
+def test_a_registered_app_sees_its_secret_once_and_signs_people_in_with_it(site):
+    output = succeeded(site.run("clients", "add", "myapp", "--name", "My App", "--redirect-uri", APP_REDIRECT))
+    secret = printed_secret(output)
+    assert "myapp" in output and len(secret) >= 32
+
+    shown = succeeded(site.run("clients", "show", "myapp"))
+    listed = succeeded(site.run("clients", "list"))
+    assert '"client_id": "myapp"' in shown and APP_REDIRECT in shown
+    assert "myapp" in listed and "My App" in listed
+    for text in (shown, listed):
+        assert secret not in text
+
+    stored = site.stored_secret_hash("myapp")
+    assert stored.startswith("$argon2") and secret not in stored
+    assert PasswordHasher().verify(stored, secret)
+
+    server = site.serve()
+    metadata = discovery(server.issuer)
+    app = authlib_client(server.issuer, "myapp", secret, APP_REDIRECT)
+    url, state = app.create_authorization_url(metadata["authorization_endpoint"], code_verifier="m" * 43,
+                                              nonce="n-myapp")
+    person = Person(server.issuer)
+    arrival = person.sign_in(url)
+    person.close()
+    assert isinstance(arrival, Arrival) and arrival.url.startswith(APP_REDIRECT + "?")
+    token = app.fetch_token(metadata["token_endpoint"], authorization_response=arrival.url,
+                            code_verifier="m" * 43)
+    claims = verify_id_token(server.issuer, token["id_token"], "myapp", nonce="n-myapp")
+    assert claims["preferred_username"] == "demo" and claims["aud"] in ("myapp", ["myapp"])
+
+
+def test_rotating_a_secret_locks_out_the_old_one_and_the_new_one_works(site):
+    secret = printed_secret(succeeded(site.run("clients", "add", "myapp", "--redirect-uri", APP_REDIRECT)))
+    server = site.serve()
+
+    rotated = succeeded(site.run("clients", "rotate-secret", "myapp"))  # while the server runs
+    new_secret = printed_secret(rotated)
+    assert new_secret != secret and "myapp" in rotated
+
+    request, _ = code_for(server.issuer, "myapp", APP_REDIRECT)
+    refused = exchange(server.issuer, request, "myapp", secret)
+    assert refused.status_code == 401 and refused.json()["error"] == "invalid_client"
+    accepted = exchange(server.issuer, request, "myapp", new_secret)
+    assert accepted.status_code == 200, accepted.text
+    assert verify_id_token(server.issuer, accepted.json()["id_token"], "myapp")["preferred_username"] == "demo"
+
+
+def test_clients_from_the_config_file_are_changed_there_and_removed_clients_are_gone(site):
+    succeeded(site.run("init"))
+    succeeded(site.run("clients", "add", "myapp", "--redirect-uri", APP_REDIRECT))
+
+    for command in ("rotate-secret", "remove"):
+        result = site.run("clients", command, "demo")
+        assert result.returncode == 1, result.stdout
+        assert "config file" in result.stderr and "demo" in result.stderr
+        assert "Traceback" not in result.stderr
+    assert PasswordHasher().verify(site.stored_secret_hash("demo"), "demo-secret")  # untouched
+
+    removed = succeeded(site.run("clients", "remove", "myapp"))
+    assert "myapp" in removed and "removed" in removed
+    shown = site.run("clients", "show", "myapp")
+    assert shown.returncode == 1
+    assert "no client myapp" in shown.stderr
+    assert "myapp" not in succeeded(site.run("clients", "list"))
+
+
+def test_a_plain_http_redirect_uri_on_a_real_host_is_refused(site):
+    result = site.run("clients", "add", "webapp", "--redirect-uri", "http://app.example.org/cb")
+
+    assert result.returncode == 1
+    assert "redirect_uris" in result.stderr and "http://app.example.org/cb" in result.stderr
+    assert "loopback" in result.stderr and "Traceback" not in result.stderr
+    assert "secret" not in result.stdout
+    assert "webapp" not in succeeded(site.run("clients", "list"))
+
+
+def test_a_public_client_is_registered_without_a_secret(site):
+    output = succeeded(site.run("clients", "add", "spa", "--auth-method", "none",
+                                "--redirect-uri", "https://spa.example.org/callback"))
+
+    assert "spa" in output and "registered" in output
+    assert "secret" not in output
+    assert site.stored_secret_hash("spa") is None
+    assert '"token_endpoint_auth_method": "none"' in succeeded(site.run("clients", "show", "spa"))
+
+
+# -- keys and database -----------------------------------------------------------------------------
+
+def test_keys_list_shows_the_signing_key_and_rotate_publishes_the_next_one(site):
+    succeeded(site.run("init"))
+    (first,) = [p.name.removesuffix(".jwk.json") for p in (site.directory / "keys").glob("*.jwk.json")]
+
+    listed = succeeded(site.run("keys", "list"))
+    assert re.search(rf"^{re.escape(first)}\s+signing\b", listed, re.M), listed
+
+    rotated = succeeded(site.run("keys", "rotate"))
+    kids = {p.name.removesuffix(".jwk.json") for p in (site.directory / "keys").glob("*.jwk.json")}
+    (second,) = kids - {first}
+    assert second in rotated and "published" in rotated
+
+    listed = succeeded(site.run("keys", "list"))
+    assert re.search(rf"^{re.escape(second)}\s+next\b", listed, re.M), listed
+    assert re.search(rf"^{re.escape(first)}\s+signing\b", listed, re.M), listed
+
+
+def test_db_upgrade_can_be_run_twice(site):
+    first = succeeded(site.run("db", "upgrade"))
+    second = succeeded(site.run("db", "upgrade"))
+
+    assert "latest" in first and "latest" in second
+    with sqlite3.connect(site.database) as db:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "clients" in tables and "alembic_version" in tables
+
+
+# -- configuration mistakes --------------------------------------------------------------------------
+
+def drop_issuer(text: str) -> str:
+    return re.sub(r'^issuer = .*\n', "", text, flags=re.M)
+
+
+def http_issuer(text: str) -> str:
+    return re.sub(r'^issuer = .*$', 'issuer = "http://op.example.org"', text, flags=re.M)
+
+
+def bcrypt_password(text: str) -> str:
+    return text.replace(DEMO_PASSWORD_HASH, "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW")
+
+
+def broken_toml(text: str) -> str:
+    return text + '\nnote = "a string that never ends\n'
+
+
+CONFIG_MISTAKES = {
+    "missing issuer": (drop_issuer, None, "server.issuer", "is required"),
+    "http issuer on a real host": (http_issuer, None, "server.issuer", "plain http is only allowed on loopback"),
+    "unknown client auth method": (None, [{"client_id": "app", "client_secret_hash": DEMO_PASSWORD_HASH,
+                                           "token_endpoint_auth_method": "client_secret_jwt",
+                                           "redirect_uris": [APP_REDIRECT]}],
+                                   "clients[0].token_endpoint_auth_method", "client_secret_basic"),
+    "password hash not argon2": (bcrypt_password, None, "upstreams.local.users[0].password_hash", "argon2"),
+    "invalid TOML": (broken_toml, None, "-", "not valid TOML"),
+}
+
+
+@pytest.mark.parametrize("mistake", CONFIG_MISTAKES)
+def test_a_config_mistake_stops_the_start_naming_file_key_and_reason(tmp_path, mistake):
+    edit, clients, key, reason = CONFIG_MISTAKES[mistake]
+    config = write_config(tmp_path, port=free_port(), database_url=sqlite_url(tmp_path), clients=clients)
+    if edit:
+        config.write_text(edit(config.read_text(encoding="utf-8")), encoding="utf-8")
+
+    result = op_proxy(config, "serve", timeout=60)
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert str(config) in result.stderr
+    assert f": {key}: " in result.stderr and reason in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "op-proxy.sqlite3").exists()
+
+
+def test_a_missing_config_file_is_named(tmp_path):
+    missing = tmp_path / "nowhere.toml"
+
+    result = op_proxy(missing, "init")
+
+    assert result.returncode == 2
+    assert str(missing) in result.stderr and "file not found" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# -- environment overrides ---------------------------------------------------------------------------
+
+def test_op_proxy_server_issuer_overrides_the_issuer_that_serve_announces(site):
+    issuer = f"http://localhost:{site.port}"
+
+    server = site.serve(env={"OP_PROXY_SERVER_ISSUER": issuer})
+
+    metadata = httpx.get(server.url("/.well-known/openid-configuration")).json()
+    assert metadata["issuer"] == issuer
+    assert metadata["token_endpoint"] == issuer + "/token"
+
+
+def test_op_proxy_server_issuer_is_validated_like_the_file(site):
+    result = site.run("init", env={"OP_PROXY_SERVER_ISSUER": "http://op.example.org"})
+
+    assert result.returncode == 2
+    assert "server.issuer" in result.stderr and "loopback" in result.stderr
+
+
+def test_op_proxy_database_url_sends_init_to_another_database(site):
+    elsewhere = site.directory / "elsewhere" / "other.sqlite3"
+
+    output = succeeded(site.run("init", env={"OP_PROXY_DATABASE_URL": f"sqlite+aiosqlite:///{elsewhere}"}))
+
+    assert "database ready" in output
+    assert elsewhere.exists()
+    assert not site.database.exists()
+    with sqlite3.connect(elsewhere) as db:
+        assert db.execute("SELECT count(*) FROM clients WHERE client_id = 'demo'").fetchone() == (1,)
+
+
+# -- hash-password -------------------------------------------------------------------------------
+
+def test_hash_password_reads_stdin_and_prints_an_argon2_hash(site):
+    password = "ร้านกาแฟ correct horse"
+
+    output = succeeded(site.run("hash-password", stdin=password + "\n"))
+
+    (hashed,) = output.split()
+    assert hashed.startswith("$argon2id$") and password not in output
+    assert PasswordHasher().verify(hashed, password)
+
+
+# -- the development config ----------------------------------------------------------------------
+
+NORMALIZED_FIELDS = ("id", "username", "name", "firstName", "lastName", "email", "department", "position",
+                     "campus", "officeName", "facultyId", "departmentId", "campusId", "groups")
+
+
+def thai_id_is_valid(pid: str) -> bool:
+    if not re.fullmatch(r"\d{13}", pid):
+        return False
+    total = sum(int(digit) * (13 - i) for i, digit in enumerate(pid[:12]))
+    return (11 - total % 11) % 10 == int(pid[12])
+
+
+def test_thai_id_checksum_helper():
+    assert thai_id_is_valid("1100700000019")
+    assert not thai_id_is_valid("1100700000018") and not thai_id_is_valid("110070000001")
+
+
+def test_the_dev_config_holds_what_the_readme_promises():
+    settings = load_settings(ROOT / "conf" / "dev.toml", environ={})
+    hasher = PasswordHasher()
+
+    assert settings.issuer == "http://127.0.0.1:8080"
+    clients = {c.client_id: c for c in settings.clients}
+
+    demo = clients["demo"]
+    assert hasher.verify(demo.client_secret_hash, "demo-secret")
+    assert demo.token_endpoint_auth_method == "client_secret_basic"
+    assert set(demo.redirect_uris) == {"http://127.0.0.1:5000/callback", "http://localhost:5000/auth"}
+    assert demo.post_logout_redirect_uris == ("http://127.0.0.1:5000/",)
+
+    spa = clients["demo-spa"]
+    assert spa.token_endpoint_auth_method == "none" and spa.client_secret_hash is None
+    assert spa.redirect_uris == ("http://127.0.0.1:5173/callback",)
+
+    (user,) = [u for u in settings.upstreams["local"].users if u.username == "demo"]
+    assert hasher.verify(user.password_hash, "demo")
+    claims = user.claims
+    missing = [name for name in NORMALIZED_FIELDS if not claims.get(name)]
+    assert not missing, f"normalized fields missing or empty: {missing}"
+    assert re.search(r"[\u0E00-\u0E7F]", claims["name"]), claims["name"]
+    assert claims["name"] == f"{claims['firstName']} {claims['lastName']}"
+    assert isinstance(claims["groups"], list)
+    assert thai_id_is_valid(claims["pid"]), claims["pid"]

@@ -1,0 +1,59 @@
+"""The example applications in examples/clients sign people in through op-proxy."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from tests.support.person import Arrival, Person
+from tests.support.server import DEMO_SECRET_HASH, ROOT, default_clients, free_port
+
+
+@pytest.fixture
+def flask_example(make_server):
+    port = free_port()
+    op_proxy = make_server(clients=default_clients() + [{
+        "client_id": "flask-example", "name": "ตัวอย่าง Flask", "client_secret_hash": DEMO_SECRET_HASH,
+        "redirect_uris": [f"http://localhost:{port}/auth"],
+        "post_logout_redirect_uris": [f"http://127.0.0.1:{port}/"],
+    }])
+    env = {**os.environ, "OP_PROXY_ISSUER": op_proxy.issuer, "CLIENT_ID": "flask-example",
+           "CLIENT_SECRET": "demo-secret", "POST_LOGOUT_REDIRECT_URI": f"http://127.0.0.1:{port}/"}
+    app = subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "run", "--port", str(port)],
+                           cwd=ROOT / "examples/clients/flask-authlib", env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://localhost:{port}"
+    for _ in range(100):
+        try:
+            httpx.get(base + "/", timeout=1)
+            break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    yield op_proxy, base
+    app.terminate()
+    app.wait(10)
+
+
+def test_the_flask_authlib_example_greets_the_person_by_their_thai_name(flask_example):
+    op_proxy, app = flask_example
+    person = Person(op_proxy.issuer)
+    to_op_proxy = person.http.get(app + "/login").headers["location"]
+    assert to_op_proxy.startswith(op_proxy.issuer + "/authorize?")
+
+    arrival = person.sign_in(to_op_proxy)
+
+    assert isinstance(arrival, Arrival) and arrival.url.startswith(app + "/auth?code=")
+    home = person.http.get(arrival.url, follow_redirects=True)
+    assert "สวัสดี สมชาย ใจดี" in home.text
+    assert "ภาควิชาวิศวกรรมคอมพิวเตอร์" in home.text  # the org scope's department
+
+    signed_out = person.http.get(app + "/logout")
+    end_session = signed_out.headers["location"]
+    assert end_session.startswith(op_proxy.issuer + "/logout?")
+    back = person.visit(end_session)
+    assert isinstance(back, Arrival) and back.url.startswith(app.replace("localhost", "127.0.0.1") + "/")

@@ -1,0 +1,399 @@
+"""People sign in through real upstreams — Node's certified oidc-provider playing ThaID (ES256,
+client_secret_basic only, no ``iss`` in the callback), PSU SSO (authentik: per-app issuer, HS256)
+and Google — and the app gets op-proxy's own tokens with the mapped Thai claims and its role.
+A misbehaving upstream (a tampering proxy in front of ThaID) is refused every time."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+
+from tests.support.databases import in_ci
+from tests.support.person import Arrival, Page, Person
+from tests.support.rp import authlib_client, verify_id_token
+from tests.support.server import DEMO_SECRET_HASH, OpProxyServer, default_clients, free_port, write_config
+from tests.support.tampering import TamperingProxy
+from tests.support.upstream import (
+    DEFAULT_PSU_ACCOUNTS,
+    Upstream,
+    google_config,
+    node_available,
+    psu_account,
+    psu_config,
+    thaid_account,
+    thaid_config,
+)
+
+PID = "1100700000019"
+GMAIL = "somchai.jaidee@gmail.com"
+# A PSU person who happens to use the same e-mail address as the Google account.
+SAME_EMAIL_SUB, SAME_EMAIL_CLAIMS = psu_account("gmail.user", psu_id="6400003", email=GMAIL)
+APP_API_SECRET = "app-api-secret-0123456789"
+# authentik's generated secrets are long; HS256 needs at least 256 bits of key (RFC 7518 §3.2)
+UPSTREAM_SECRETS = {"THAID_SECRET": "thaid-client-secret", "PSU_SECRET": "psu-client-secret-" + "x" * 32,
+                    "GOOGLE_SECRET": "google-client-secret"}
+
+
+class UserHandlerApp:
+    """The app's own user API (the old gateway's contract), checking X-API-SECRET in constant time."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/api/user-handler"
+        self.received: list[dict] = []
+        self.failing = False
+        app = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                secret = self.headers.get("X-API-SECRET", "").encode()
+                if not hmac.compare_digest(secret, APP_API_SECRET.encode()) or app.failing:
+                    self.send_response(401 if not app.failing else 500)
+                    self.end_headers()
+                    return
+                app.received.append({"content_type": self.headers["Content-Type"], **body})
+                user = body["normalizedUser"]
+                answer = {"id": 123, "user_id": user["id"], "email": user["email"], "name": user["name"],
+                          "role": "editor"}
+                data = json.dumps(answer).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def clients(handler: UserHandlerApp) -> list[dict]:
+    return default_clients() + [
+        {"client_id": "hr-app", "name": "HR", "client_secret_hash": DEMO_SECRET_HASH,
+         "redirect_uris": ["http://127.0.0.1:5100/callback"], "user_handler_endpoint": handler.url,
+         "user_handler_secret_env": "HR_APP_API_SECRET"},
+        {"client_id": "registry-app", "name": "Civil registry", "client_secret_hash": DEMO_SECRET_HASH,
+         "allowed_scopes": ["openid", "profile", "thaid"], "allowed_upstreams": ["thaid"],
+         "redirect_uris": ["http://127.0.0.1:5101/callback"]},
+    ]
+
+
+def upstream_sections(thaid_issuer: str, psu_issuer: str, google_issuer: str) -> str:
+    return f"""
+[upstreams.thaid]
+preset = "thaid"
+issuer = "{thaid_issuer}"
+discovery_url = "{thaid_issuer}/.well-known/openid-configuration"
+introspection_endpoint = "{thaid_issuer}/api/v2/oauth2/introspect/"
+client_id = "op-proxy"
+client_secret_env = "THAID_SECRET"
+
+[upstreams.psu]
+preset = "psu"
+issuer = "{psu_issuer}"
+client_id = "op-proxy"
+client_secret_env = "PSU_SECRET"
+callback_path = "/public/callback.php"
+
+[upstreams.google]
+preset = "google"
+issuer = "{google_issuer}"
+issuer_aliases = []
+authorize_params = {{}}
+client_id = "op-proxy.apps.googleusercontent.com"
+client_secret_env = "GOOGLE_SECRET"
+token_endpoint_auth_method = "client_secret_basic"
+"""
+
+
+class Federation:
+    """op-proxy with ThaID (behind a tampering proxy), PSU and Google upstreams and an app's user API."""
+
+    def __init__(self, directory):
+        self.handler = UserHandlerApp()
+        op_port, proxy_port = free_port(), free_port()
+        self.issuer = f"http://127.0.0.1:{op_port}"
+        callback = self.issuer + "/callback/"
+        thaid = thaid_config(free_port(), "op-proxy", UPSTREAM_SECRETS["THAID_SECRET"], callback + "thaid",
+                             issuer=f"http://127.0.0.1:{proxy_port}")
+        self.thaid = Upstream(thaid, directory).start()
+        self.proxy = TamperingProxy(thaid, port=proxy_port).start()
+        self.psu = Upstream(psu_config(free_port(), "op-proxy", UPSTREAM_SECRETS["PSU_SECRET"],
+                                       self.issuer + "/public/callback.php",
+                                       {**DEFAULT_PSU_ACCOUNTS, SAME_EMAIL_SUB: SAME_EMAIL_CLAIMS}),
+                            directory).start()
+        self.google = Upstream(google_config(free_port(), "op-proxy.apps.googleusercontent.com",
+                                             UPSTREAM_SECRETS["GOOGLE_SECRET"], callback + "google"),
+                               directory).start()
+        config = write_config(directory, port=op_port, database_url=f"sqlite+aiosqlite:///{directory}/op.sqlite3",
+                              clients=clients(self.handler),
+                              extra=upstream_sections(self.proxy.url, self.psu.issuer, self.google.issuer))
+        self.op_proxy = OpProxyServer(config, op_port, env={**UPSTREAM_SECRETS, "HR_APP_API_SECRET": APP_API_SECRET})
+        self.op_proxy.start()
+
+    def person(self, account: str | None = None) -> Person:
+        return Person(self.issuer, upstreams=(self.proxy.url, self.psu.base, self.google.base),
+                      upstream_account=account)
+
+    def stop(self):
+        for part in (self.op_proxy, self.thaid, self.psu, self.google, self.proxy, self.handler):
+            part.stop()
+
+
+@pytest.fixture(scope="module")
+def federation(tmp_path_factory):
+    if not node_available():
+        reason = "Node.js with tests/peers/node_modules (run `make peers`) is needed for the upstreams"
+        if in_ci():
+            pytest.fail(reason)
+        pytest.skip(reason)
+    world = Federation(tmp_path_factory.mktemp("federation"))
+    yield world
+    world.stop()
+
+
+@pytest.fixture(autouse=True)
+def honest_upstream(request):
+    yield
+    if "federation" in request.fixturenames:
+        world = request.getfixturevalue("federation")
+        world.proxy.scenario = None
+        world.handler.failing = False
+
+
+def app_for(world, client_id="hr-app", redirect_uri="http://127.0.0.1:5100/callback",
+            scope="openid profile email org groups"):
+    return authlib_client(world.issuer, client_id, "demo-secret", redirect_uri, scope=scope)
+
+
+def authorization_url(app, world, **extra):
+    return app.create_authorization_url(world.issuer + "/authorize", code_verifier="f" * 43, nonce="n-fed",
+                                        **extra)[0]
+
+
+def tokens_for(app, world, arrival) -> dict:
+    assert isinstance(arrival, Arrival), f"stopped at a page: {getattr(arrival, 'title', arrival)}"
+    token = app.fetch_token(world.issuer + "/token", authorization_response=arrival.url, code_verifier="f" * 43)
+    return token
+
+
+# -- signing in through each upstream ------------------------------------------------------------------
+
+def test_thaid_sign_in_through_the_chooser_gives_the_app_mapped_thai_claims_and_its_role(federation):
+    world, person = federation, federation.person(PID)
+    app = app_for(world)
+    chooser = person.visit(authorization_url(app, world))
+    assert isinstance(chooser, Page) and "ThaID" in chooser.html and "PSU Passport" in chooser.html
+
+    arrival = person.sign_in(chooser.url + "/thaid")  # the person clicks "ThaID"
+
+    claims = verify_id_token(world.issuer, tokens_for(app, world, arrival)["id_token"], "hr-app", nonce="n-fed")
+    userinfo = app.get(world.issuer + "/userinfo").json()
+    assert userinfo["role"] == "editor" and PID not in json.dumps(userinfo)
+    assert claims["name"] == "นายสมชาย ใจดี"
+    assert claims["given_name"] == "สมชาย" and claims["family_name"] == "ใจดี"
+    assert claims["role"] == "editor" and claims["app_user"]["id"] == 123
+    assert "pid" not in claims and PID not in json.dumps(claims)  # hr-app is not allowed the national ID
+    assert claims["sub"] != PID
+    sent = world.handler.received[-1]
+    assert sent["content_type"] == "application/json"
+    assert sent["normalizedUser"]["firstName"] == "สมชาย"
+    assert PID not in json.dumps(sent, ensure_ascii=False)
+
+
+def test_a_client_allowed_the_thaid_scope_gets_the_national_id_and_english_names(federation):
+    world, person = federation, federation.person(PID)
+    app = app_for(world, "registry-app", "http://127.0.0.1:5101/callback", scope="openid profile thaid")
+    arrival = person.sign_in(authorization_url(app, world))  # allowed ThaID only: no chooser
+    token = tokens_for(app, world, arrival)
+    claims = verify_id_token(world.issuer, token["id_token"], "registry-app")
+    assert claims["pid"] == PID and claims["name_en"] == "Mr. Somchai Jaidee" and claims["ial"] == "2.3"
+    assert claims["birthdate"] == "1990-05-17" and claims["gender"] == "male"
+    userinfo = app.get(world.issuer + "/userinfo").json()
+    assert userinfo["pid"] == PID and userinfo["title_en"] == "Mr."
+
+
+def test_psu_sign_in_fills_the_organisation_fields_from_an_hs256_per_app_issuer(federation):
+    world, person = federation, federation.person(None)
+    sub = next(iter(world.psu.config["accounts"]))
+    person.upstream_account = sub
+    app = app_for(world)
+    arrival = person.sign_in(authorization_url(app, world, idp_hint="psu"))
+    claims = verify_id_token(world.issuer, tokens_for(app, world, arrival)["id_token"], "hr-app")
+    assert claims["name"] == "สมชาย ใจดี" and claims["preferred_username"] == "somchai.j"
+    assert claims["department"] == "ภาควิชาวิศวกรรมคอมพิวเตอร์" and claims["campus_id"] == "C01"
+    assert claims["user_id"] == "6400001" and claims["groups"] == ["staff", "developer"]
+    assert world.handler.received[-1]["normalizedUser"]["officeName"] == "คณะวิศวกรรมศาสตร์"
+
+
+def test_google_sign_in_with_kc_idp_hint_and_people_are_never_matched_by_email(federation):
+    world = federation
+    app = app_for(world)
+    google_sub = next(iter(world.google.config["accounts"]))
+    person = world.person(google_sub)
+    claims = verify_id_token(world.issuer, tokens_for(app, world, person.sign_in(
+        authorization_url(app, world, kc_idp_hint="google")))["id_token"], "hr-app")
+    assert claims["email"] == GMAIL and claims["name"] == "Somchai Jaidee"
+
+    # The same e-mail address at PSU is another person to op-proxy.
+    other = world.person(SAME_EMAIL_SUB)
+    psu_id_token = tokens_for(app, world, other.sign_in(authorization_url(app, world, idp_hint="psu")))["id_token"]
+    psu_claims = verify_id_token(world.issuer, psu_id_token, "hr-app")
+    assert psu_claims["email"] == GMAIL and psu_claims["sub"] != claims["sub"]
+
+
+def test_an_upstream_the_client_is_not_allowed_is_refused(federation):
+    world, person = federation, federation.person(None)
+    app = app_for(world, "registry-app", "http://127.0.0.1:5101/callback", scope="openid profile thaid")
+    page = person.visit(authorization_url(app, world, idp_hint="google"))
+    assert isinstance(page, Page) and page.status == 403
+
+
+# -- a misbehaving upstream --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("scenario", ["bad_signature", "unknown_kid", "wrong_iss", "wrong_aud", "expired",
+                                      "wrong_nonce", "alg_none", "hs256_with_public_key"])
+def test_an_id_token_that_does_not_verify_is_refused(federation, scenario):
+    world, person = federation, federation.person(PID)
+    world.proxy.scenario = scenario
+    app = app_for(world)
+    page = person.sign_in(authorization_url(app, world, idp_hint="thaid"))
+    assert isinstance(page, Page), "a tampered ID token signed the person in"
+    assert page.title == "ยังไม่ได้เข้าสู่ระบบ" and "ลองอีกครั้ง" in page.html
+    assert world.proxy.exchanges[-1][0] == scenario  # the upstream's answer really was tampered with
+
+
+def test_a_replayed_callback_and_an_unknown_state_are_refused(federation):
+    world, person = federation, federation.person(PID)
+    app = app_for(world)
+    person.stop_at = world.issuer + "/callback/"  # the browser pauses on its way back from ThaID
+    callback = person.sign_in(authorization_url(app, world, idp_hint="thaid"))
+    assert isinstance(callback, Arrival) and callback.url.startswith(world.issuer + "/callback/thaid?")
+    person.stop_at = None
+
+    first = person.visit(callback.url)
+    assert isinstance(first, Arrival) and first.params["code"]
+    replay = person.http.get(callback.url)
+    assert replay.status_code == 400 and "ไม่พบรายการเข้าสู่ระบบ" in replay.text
+    forged = person.http.get(world.issuer + "/callback/thaid?code=abc&state=made-up")
+    assert forged.status_code == 400
+
+
+def test_a_callback_arriving_at_another_upstreams_path_is_refused(federation):
+    world, person = federation, federation.person(PID)
+    app = app_for(world)
+    person.stop_at = world.issuer + "/callback/"
+    callback = person.sign_in(authorization_url(app, world, idp_hint="thaid"))
+    assert callback.url.startswith(world.issuer + "/callback/thaid?")
+    mixed_up = person.http.get(callback.url.replace("/callback/thaid?", "/callback/google?"))
+    assert mixed_up.status_code == 400 and "การเข้าสู่ระบบถูกปฏิเสธ" in mixed_up.text
+    assert "code=" not in mixed_up.headers.get("location", "")
+
+
+def test_upstream_errors_end_on_a_page_that_says_what_happened(federation):
+    world, person = federation, federation.person(PID)
+    app = app_for(world)
+    person.stop_at = world.issuer + "/callback/"
+    callback = person.sign_in(authorization_url(app, world, idp_hint="thaid"))
+    state = callback.params["state"]
+    cancelled = person.http.get(f"{world.issuer}/callback/thaid?error=user_denied&state={state}")
+    assert cancelled.status_code == 400 and "คุณยกเลิกการเข้าสู่ระบบที่ ThaID" in cancelled.text
+    retry = cancelled.text.split('class="button" href="')[1].split('"')[0]
+    assert person.http.get(world.issuer + retry).status_code == 303  # the way back still works
+
+    callback = person.sign_in(authorization_url(app, world, idp_hint="thaid"))
+    duplicate = person.http.get(f"{world.issuer}/callback/thaid?error=duplicate_request"
+                                f"&state={callback.params['state']}")
+    assert "ถูกส่งไปแล้ว" in duplicate.text
+
+
+def test_a_failing_user_handler_ends_the_sign_in_on_a_clear_page(federation):
+    world, person = federation, federation.person(PID)
+    world.handler.failing = True
+    app = app_for(world)
+    page = person.sign_in(authorization_url(app, world, idp_hint="thaid"))
+    assert isinstance(page, Page) and page.status == 502
+    assert page.title == "แอปพลิเคชันไม่สามารถให้คุณเข้าสู่ระบบได้"
+
+
+def test_the_national_id_never_reaches_the_log(federation):
+    world = federation
+    person = world.person(PID)
+    app = app_for(world, "registry-app", "http://127.0.0.1:5101/callback", scope="openid profile thaid")
+    tokens_for(app, world, person.sign_in(authorization_url(app, world)))
+    assert "audit event=sign_in outcome=success" in world.op_proxy.log()
+    assert PID not in world.op_proxy.log()
+
+
+def test_an_unreachable_upstream_says_so(tmp_path):
+    port = free_port()
+    config = write_config(tmp_path, port=port, database_url=f"sqlite+aiosqlite:///{tmp_path}/op.sqlite3",
+                          extra=upstream_sections(f"http://127.0.0.1:{free_port()}", "http://127.0.0.1:9/x",
+                                                  "http://127.0.0.1:9"))
+    server = OpProxyServer(config, port, env=UPSTREAM_SECRETS).start()
+    try:
+        person = Person(server.issuer)
+        app = authlib_client(server.issuer, "demo", "demo-secret", "http://127.0.0.1:5000/callback")
+        url = app.create_authorization_url(server.issuer + "/authorize", code_verifier="u" * 43, idp_hint="thaid")[0]
+        page = person.visit(url)
+        assert isinstance(page, Page) and page.status == 502
+        assert "ไม่สามารถติดต่อ ThaID" in page.html
+    finally:
+        server.stop()
+
+
+def test_thaid_address_may_be_a_string_or_an_object():
+    from op_proxy.config import UpstreamSettings, parse_oidc_upstream
+    from op_proxy.config import _Reader as Reader
+    from op_proxy.upstreams.thaid import ThaidConnector
+
+    table = {"issuer": "https://imauth.example", "client_id": "x", "client_secret": "s",
+             "passthrough_claims": ["address"], "claim_mapping": {"name": "name"}}
+    settings = UpstreamSettings("thaid", "thaid", {"th": "ThaID"}, oidc=parse_oidc_upstream(
+        Reader("test", table, "upstreams.thaid"), "thaid"))
+    connector = ThaidConnector(settings, issuer="https://op.example", http=httpx.AsyncClient())
+    as_text = connector.normalized_profile(thaid_account(PID))
+    assert as_text["address"] == {"formatted": "99/9 หมู่ 1 ถนนกาญจนวนิชย์ ตำบลคอหงส์ อำเภอหาดใหญ่ จังหวัดสงขลา 90110"}
+    as_object = connector.normalized_profile(thaid_account(PID, address={"locality": "หาดใหญ่", "postal_code": "90110"}))
+    assert as_object["address"] == {"locality": "หาดใหญ่", "postal_code": "90110"}
+
+
+def test_a_key_rotation_at_the_upstream_is_picked_up_but_unknown_kids_cost_one_fetch_a_minute(tmp_path):
+
+    world = Federation(tmp_path)  # its own op-proxy: no earlier test has used this minute's refetch
+    try:
+        rotation_then_forgeries(world)
+    finally:
+        world.stop()
+
+
+def rotation_then_forgeries(world):
+    from tests.support.upstream import generate_ec_jwks
+
+    app = app_for(world)
+    assert isinstance(world.person(PID).sign_in(authorization_url(app, world, idp_hint="thaid")), Arrival)
+
+    world.thaid.stop()  # ThaID rotates its signing key
+    world.thaid.config["jwks"] = generate_ec_jwks()
+    world.thaid.start()
+    arrival = world.person(PID).sign_in(authorization_url(app, world, idp_hint="thaid"))
+    assert isinstance(arrival, Arrival), "a token signed with ThaID's new key was refused"
+
+    jwks_fetches = sum(1 for _m, path, _s in world.proxy.requests if path.startswith("/jwks"))
+    world.proxy.scenario = "unknown_kid"
+    for _attempt in range(3):
+        page = world.person(PID).sign_in(authorization_url(app, world, idp_hint="thaid"))
+        assert isinstance(page, Page) and page.title == "ยังไม่ได้เข้าสู่ระบบ"
+    assert sum(1 for _m, path, _s in world.proxy.requests if path.startswith("/jwks")) == jwks_fetches

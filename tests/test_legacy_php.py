@@ -1,0 +1,392 @@
+"""The old gateway's PHP apps (sso-authen) keep working through op-proxy with only the host name changed.
+
+Two apps from examples/clients, each run by PHP's own web server (``php -S``):
+
+- php-query-token: sso-authen's JWT flow. The login link sends the person to ``/public/login.php``;
+  op-proxy sends them back to ``sso_callback.php?token=<HS256 JWT>``, which checks the token itself.
+- php-session: sso-authen's "legacy mode". ``protected_page.php`` is the guide's Auth Guard, unchanged:
+  it sends logged-out people to ``/sso-authen/public/login.php`` on its own host (a reverse proxy to
+  op-proxy, played here by router.php), and op-proxy writes the PHP session it reads.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from html import unescape
+from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
+
+import httpx
+import pytest
+
+from tests.support.databases import in_ci
+from tests.support.person import Arrival, Page, Person
+from tests.support.php import (
+    PhpServer,
+    files_sessions,
+    php_available,
+    php_extension_loaded,
+    redis_answers,
+    redis_sessions,
+)
+from tests.support.server import ROOT, default_clients, free_port
+
+EXAMPLES = ROOT / "examples" / "clients"
+WELCOME = "ยินดีต้อนรับ, สมชาย ใจดี"
+
+
+def skip_or_fail(reason: str):
+    if in_ci():
+        pytest.fail(reason + " (CI=true requires it)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def php_is_installed():
+    if not php_available():
+        skip_or_fail("php is not installed (Debian: apt-get install php-cli php-redis)")
+
+
+# --- a browser that goes back and forth between a PHP app and op-proxy ---------------------------
+
+def browse(person: Person, url: str, max_steps: int = 20) -> Page:
+    """Go to ``url`` as the person's browser would: follow redirects between the PHP app and
+    op-proxy, signing in on op-proxy's pages when asked. Returns the page the person ends on."""
+    for _ in range(max_steps):
+        if person.on_issuer(url):
+            result = person.sign_in(url)
+            if isinstance(result, Page):
+                return result  # one of op-proxy's own pages (an error, say)
+            url = result.url
+            continue
+        response = person.http.get(url)
+        if response.is_redirect:
+            url = urljoin(url, response.headers["location"])
+            continue
+        page = Page(url, response.status_code, response.text)
+        person.pages.append(page)
+        return page
+    raise AssertionError(f"more than {max_steps} redirects, last at {url}")
+
+
+def link(page: Page, text: str) -> str:
+    """The address of the link a person would click."""
+    match = re.search(r'<a href="([^"]*)">' + re.escape(text) + "</a>", page.html)
+    assert match, f"no link {text!r} on {page.url}:\n{page.html}"
+    return urljoin(page.url, unescape(match.group(1)))
+
+
+def php_session_cookie(person: Person) -> str | None:
+    return next((c.value for c in person.http.cookies.jar if c.name == "PHPSESSID"), None)
+
+
+# --- tokens made in the test, as a forger (or a careless gateway) would make them ----------------
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def unb64url(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def craft_token(key: str, claims: dict, header: dict | None = None) -> str:
+    signing_input = (b64url(json.dumps(header or {"alg": "HS256", "typ": "JWT"}).encode()) + "."
+                     + b64url(json.dumps(claims, ensure_ascii=False).encode()))
+    signature = hmac.new(key.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return signing_input + "." + b64url(signature)
+
+
+def claims_of(token: str) -> dict:
+    return json.loads(unb64url(token.split(".")[1]))
+
+
+def user_claims(client_id: str = "php-query-token", **overrides) -> dict:
+    now = int(time.time())
+    return {"iss": "http://127.0.0.1:8080", "aud": client_id, "iat": now, "nbf": now, "exp": now + 3600,
+            "jti": secrets.token_hex(8),
+            "data": {"name": "สมชาย ใจดี", "firstName": "สมชาย", "lastName": "ใจดี",
+                     "email": "somchai.j@example.ac.th", "role": "subscriber"}, **overrides}
+
+
+# --- the apps --------------------------------------------------------------------------------------
+
+@dataclass
+class QueryTokenApp:
+    base: str
+    key: str
+    php: PhpServer
+    op_proxy: object = None
+
+    def callback(self, token: str | None) -> httpx.Response:
+        query = "" if token is None else "?" + urlencode({"token": token})
+        return httpx.get(self.base + "/sso_callback.php" + query, timeout=15)
+
+
+def start_query_token_app(tmp_path, sso_base: str, key: str, port: int) -> PhpServer:
+    sessions = tmp_path / "php-sessions"
+    sessions.mkdir(exist_ok=True)
+    return PhpServer(EXAMPLES / "php-query-token", port, log_dir=tmp_path, ini=files_sessions(sessions), env={
+        "SSO_BASE": sso_base, "JWT_SHARED_SECRET_KEY": key, "CLIENT_ID": "php-query-token"}).start()
+
+
+@pytest.fixture
+def callback_app(tmp_path):
+    """The query-token app alone: its callback needs nobody else to judge a token."""
+    port, key = free_port(), secrets.token_urlsafe(32)
+    php = start_query_token_app(tmp_path, "http://127.0.0.1:9", key, port)
+    yield QueryTokenApp(php.base, key, php)
+    php.stop()
+
+
+def query_token_app_with(make_server, tmp_path, key_kind: str) -> QueryTokenApp:
+    port, key, other_key = free_port(), secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    app = f"http://127.0.0.1:{port}"
+    client = {"client_id": "php-query-token", "name": "แอป PHP", "mode": "query_token",
+              "redirect_uris": [app + "/sso_callback.php"], "post_logout_redirect_uris": [app + "/"]}
+    if key_kind == "per-client key":
+        # A global key exists too, and must not be the one used for a client with its own.
+        client.update(legacy_key_env="PHP_APP_JWT_KEY", legacy_token_lifetime=3600)
+        env = {"PHP_APP_JWT_KEY": key, "JWT_SECRET_KEY": other_key}
+    else:
+        client.update(legacy_use_global_key=True, legacy_token_lifetime=3600)
+        env = {"JWT_SECRET_KEY": key}
+    op_proxy = make_server(clients=default_clients() + [client], env=env,
+                           extra='[legacy]\nglobal_key_env = "JWT_SECRET_KEY"\n')
+    php = start_query_token_app(tmp_path, op_proxy.issuer, key, port)
+    return QueryTokenApp(app, key, php, op_proxy)
+
+
+@pytest.fixture(params=["per-client key", "global key"])
+def query_token_app(request, make_server, tmp_path):
+    app = query_token_app_with(make_server, tmp_path, request.param)
+    yield app
+    app.php.stop()
+
+
+@pytest.fixture
+def per_client_app(make_server, tmp_path):
+    app = query_token_app_with(make_server, tmp_path, "per-client key")
+    yield app
+    app.php.stop()
+
+
+@dataclass
+class SessionApp:
+    base: str
+    php: PhpServer
+    op_proxy: object
+
+
+@pytest.fixture(params=["files", "redis"])
+def session_app(request, make_server, tmp_path):
+    port = free_port()
+    app = f"http://127.0.0.1:{port}"
+    if request.param == "redis":
+        if not php_extension_loaded("redis"):
+            skip_or_fail("PHP's redis extension is not loadable (Debian: apt-get install php-redis)")
+        if not redis_answers():
+            skip_or_fail("Redis does not answer on 127.0.0.1:6379")
+        ini = redis_sessions("tcp://127.0.0.1:6379")
+    else:
+        sessions = tmp_path / "php-sessions"
+        sessions.mkdir()
+        ini = files_sessions(sessions)
+    op_proxy = make_server(clients=default_clients() + [{
+        "client_id": "php-session", "name": "แอป PHP (session)", "mode": "php_session", "legacy_default": True,
+        "redirect_uris": [app + "/protected_page.php"], "post_logout_redirect_uris": [app + "/"],
+        "php_session": {**{k.removeprefix("session."): v for k, v in ini.items()},
+                        "cookie_name": "PHPSESSID", "cookie_path": "/"},
+    }])
+    php = PhpServer(EXAMPLES / "php-session", port, env={"SSO_BASE": op_proxy.issuer}, ini=ini,
+                    router=str(EXAMPLES / "php-session" / "router.php"), log_dir=tmp_path).start()
+    yield SessionApp(app, php, op_proxy)
+    php.stop()
+
+
+# --- the query-token app -----------------------------------------------------------------------------
+
+def test_a_person_signs_in_to_the_query_token_app_and_is_greeted_by_their_thai_name(query_token_app):
+    app = query_token_app
+    person = Person(app.op_proxy.issuer)
+    redirects = []
+    person.http.event_hooks = {"response": [redirects.append]}
+
+    home = browse(person, app.base + "/")
+    login = link(home, "เข้าสู่ระบบ")
+    assert login.startswith(app.op_proxy.issuer + "/public/login.php?")
+    assert parse_qs(urlsplit(login).query) == {"client_id": ["php-query-token"],
+                                               "redirect_uri": [app.base + "/sso_callback.php"]}
+
+    arrival = person.sign_in(login)
+    assert isinstance(arrival, Arrival) and arrival.url.startswith(app.base + "/sso_callback.php?token="), \
+        arrival
+    handing_back = next(r for r in redirects if r.headers.get("location", "").startswith(arrival.url))
+    assert handing_back.status_code == 303
+    assert handing_back.headers.get("referrer-policy") == "no-referrer"  # the token stays out of Referer
+    claims = claims_of(arrival.params["token"])
+    assert claims["aud"] == "php-query-token" and claims["iss"] == app.op_proxy.issuer
+    assert claims["exp"] - claims["iat"] == 3600
+    assert {"name", "firstName", "lastName", "email"} <= set(claims["data"])
+
+    home = browse(person, arrival.url)
+    assert home.url == app.base + "/index.php"
+    assert WELCOME in home.html
+    assert "somchai.j@example.ac.th" in home.html
+    assert "เข้าสู่ระบบ" not in home.html
+    assert WELCOME in browse(person, app.base + "/protected_page.php").html
+
+
+def test_a_token_from_op_proxy_changed_on_the_way_is_refused(per_client_app):
+    app = per_client_app
+    person = Person(app.op_proxy.issuer)
+    arrival = person.sign_in(link(browse(person, app.base + "/"), "เข้าสู่ระบบ"))
+    header, payload, signature = arrival.params["token"].split(".")
+    claims = json.loads(unb64url(payload))
+    claims["data"]["role"] = "admin"
+
+    refused = app.callback(f"{header}.{b64url(json.dumps(claims).encode())}.{signature}")
+
+    assert refused.status_code == 401
+    assert "Authentication Failed: Signature verification failed" in refused.text
+
+
+def test_op_proxy_refuses_to_send_a_person_to_an_unregistered_redirect_uri(per_client_app):
+    app = per_client_app
+    person = Person(app.op_proxy.issuer)
+    redirects = []
+    person.http.event_hooks = {"response": [redirects.append]}
+    result = person.visit(app.op_proxy.issuer + "/public/login.php?" + urlencode({
+        "client_id": "php-query-token", "redirect_uri": "https://attacker.example/sso_callback.php"}))
+
+    assert isinstance(result, Page), f"op-proxy sent the person to {result.url}"
+    assert result.status == 400
+    assert not result.has_password_form()  # refused before anyone types a password
+    assert not any("attacker.example" in r.headers.get("location", "") for r in redirects)
+
+
+def test_signing_out_of_the_query_token_app_returns_to_it_signed_out_everywhere(per_client_app):
+    app = per_client_app
+    person = Person(app.op_proxy.issuer)
+    login = link(browse(person, app.base + "/"), "เข้าสู่ระบบ")
+    home = browse(person, login)
+    assert WELCOME in home.html
+
+    back = browse(person, link(home, "ออกจากระบบ"))
+
+    assert back.url == app.base + "/" and back.status == 200
+    assert "เข้าสู่ระบบ" in back.html and WELCOME not in back.html
+    assert person.visit(login).has_password_form()  # op-proxy's session ended too
+
+
+def test_op_proxy_refuses_to_send_a_signed_out_person_to_an_unregistered_address(per_client_app):
+    app = per_client_app
+    person = Person(app.op_proxy.issuer)
+    result = person.visit(app.op_proxy.issuer + "/public/logout.php?" + urlencode({
+        "post_logout_redirect_uri": "https://attacker.example/"}))
+
+    assert isinstance(result, Page), f"op-proxy sent the person to {result.url}"
+    assert result.status == 400
+
+
+# --- the callback's own checks (PHP alone) --------------------------------------------------------
+
+def test_the_callback_accepts_a_well_made_token(callback_app):
+    person = Person("http://127.0.0.1:9")
+    home = browse(person, callback_app.base + "/sso_callback.php?" + urlencode(
+        {"token": craft_token(callback_app.key, user_claims())}))
+
+    assert home.url == callback_app.base + "/index.php"
+    assert WELCOME in home.html and "subscriber" in home.html
+
+
+def tampered(key: str) -> str:
+    header, _payload, signature = craft_token(key, user_claims()).split(".")
+    claims = user_claims()
+    claims["data"]["role"] = "admin"
+    return f"{header}.{b64url(json.dumps(claims, ensure_ascii=False).encode())}.{signature}"
+
+
+REFUSED_TOKENS = {
+    "payload changed after signing": (tampered, "Signature verification failed"),
+    "signed with another key": (lambda key: craft_token(secrets.token_urlsafe(32), user_claims()),
+                                "Signature verification failed"),
+    "expired": (lambda key: craft_token(key, user_claims(iat=int(time.time()) - 7200, nbf=int(time.time()) - 7200,
+                                                         exp=int(time.time()) - 3600)), "Expired token"),
+    "for another app": (lambda key: craft_token(key, user_claims("another-app")), "Wrong audience"),
+    "not valid yet": (lambda key: craft_token(key, user_claims(nbf=int(time.time()) + 3600)), "nbf"),
+    "without an expiry": (lambda key: craft_token(key, {k: v for k, v in user_claims().items() if k != "exp"}),
+                          "Expired token"),
+    "unsigned (alg none)": (lambda key: craft_token(key, user_claims(), {"alg": "none"}).rsplit(".", 1)[0] + ".",
+                            "Algorithm not allowed"),
+    "signed with HS512": (lambda key: craft_token(key, user_claims(), {"alg": "HS512", "typ": "JWT"}),
+                          "Algorithm not allowed"),
+    "not a token": (lambda key: "not-a-jwt", "Wrong number of segments"),
+    "missing": (lambda key: None, "no token"),
+}
+
+
+@pytest.mark.parametrize("kind", REFUSED_TOKENS)
+def test_the_callback_refuses_a_token_it_cannot_trust(callback_app, kind):
+    make, reason = REFUSED_TOKENS[kind]
+    person = Person("http://127.0.0.1:9")
+    token = make(callback_app.key)
+
+    refused = person.http.get(callback_app.base + "/sso_callback.php"
+                              + ("" if token is None else "?" + urlencode({"token": token})))
+
+    assert refused.status_code == 401
+    assert refused.text.startswith("Authentication Failed: ") and reason in refused.text
+    home = browse(person, callback_app.base + "/")
+    assert "เข้าสู่ระบบ" in home.html and "ยินดีต้อนรับ" not in home.html  # still signed out
+
+
+# --- the PHP-session app -------------------------------------------------------------------------------
+
+def test_the_unchanged_auth_guard_page_greets_a_person_signed_in_through_op_proxy(session_app):
+    app = session_app
+    person = Person(app.op_proxy.issuer)
+    guard = person.http.get(app.base + "/protected_page.php")
+    assert guard.status_code == 302 and guard.headers["location"] == "/sso-authen/public/login.php"
+
+    page = browse(person, app.base + "/protected_page.php")
+
+    assert page.url == app.base + "/protected_page.php" and page.status == 200
+    assert page.html == WELCOME
+
+
+def test_signing_in_gives_the_php_app_a_fresh_session_id(session_app):
+    app = session_app
+    person = Person(app.op_proxy.issuer)
+    person.http.get(app.base + "/protected_page.php")  # PHP starts an (empty) session first
+    planted = php_session_cookie(person)
+    assert planted
+
+    assert browse(person, app.base + "/protected_page.php").html == WELCOME
+    assert php_session_cookie(person) != planted
+
+
+def test_signing_out_of_the_php_session_app_destroys_its_session(session_app):
+    app = session_app
+    person = Person(app.op_proxy.issuer)
+    assert browse(person, app.base + "/protected_page.php").html == WELCOME
+    session_id = php_session_cookie(person)
+
+    back = browse(person, link(browse(person, app.base + "/"), "ออกจากระบบ"))
+
+    assert back.url == app.base + "/" and back.status == 200
+    guard = person.http.get(app.base + "/protected_page.php")
+    assert guard.status_code == 302 and guard.headers["location"] == "/sso-authen/public/login.php"
+    # Not just forgotten by this browser: the session itself is gone (a copied cookie is worthless).
+    replayed = httpx.get(app.base + "/protected_page.php", cookies={"PHPSESSID": session_id}, timeout=15)
+    assert replayed.status_code == 302 and WELCOME not in replayed.text
+    # And op-proxy asks for the password again.
+    to_op_proxy = person.http.get(app.base + guard.headers["location"]).headers["location"]
+    assert to_op_proxy == app.op_proxy.issuer + "/sso-authen/public/login.php"
+    assert person.visit(to_op_proxy).has_password_form()

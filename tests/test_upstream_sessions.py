@@ -1,0 +1,99 @@
+"""op-proxy keeps an upstream session in step with its own: an app's refresh asks the upstream too,
+and signing out sends the person on to the upstream's sign-out, then back to the app."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+
+from tests.support.databases import in_ci
+from tests.support.person import Arrival, Person
+from tests.support.rp import authlib_client, verify_id_token
+from tests.support.server import OpProxyServer, default_clients, free_port, write_config
+from tests.support.upstream import Upstream, node_available, psu_config
+
+PSU_SECRET = "psu-client-secret-" + "y" * 32
+
+
+@pytest.fixture
+def world(tmp_path):
+    if not node_available():
+        reason = "Node.js with tests/peers/node_modules (run `make peers`) is needed for the upstream"
+        if in_ci():
+            pytest.fail(reason)
+        pytest.skip(reason)
+    op_port = free_port()
+    issuer = f"http://127.0.0.1:{op_port}"
+    psu = Upstream(psu_config(free_port(), "op-proxy", PSU_SECRET, issuer + "/callback/psu", refresh_tokens=True,
+                              post_logout_redirect_uris=[issuer + "/logout/done"]), tmp_path).start()
+    config = write_config(tmp_path, port=op_port, database_url=f"sqlite+aiosqlite:///{tmp_path}/op.sqlite3",
+                          clients=default_clients(), extra=f"""
+[upstreams.psu]
+preset = "psu"
+issuer = "{psu.issuer}"
+client_id = "op-proxy"
+client_secret_env = "PSU_SECRET"
+""")
+    server = OpProxyServer(config, op_port, env={"PSU_SECRET": PSU_SECRET}).start()
+    account = next(iter(psu.config["accounts"]))
+    yield server, psu, Person(issuer, upstreams=(psu.base,), upstream_account=account)
+    server.stop()
+    psu.stop()
+
+
+def signed_in_app(server, person):
+    app = authlib_client(server.issuer, "demo", "demo-secret", "http://127.0.0.1:5000/callback")
+    url, _ = app.create_authorization_url(server.url("/authorize"), code_verifier="r" * 43, idp_hint="psu")
+    token = app.fetch_token(server.url("/token"), authorization_response=person.sign_in(url).url,
+                            code_verifier="r" * 43)
+    return app, token
+
+
+def refresh(server, refresh_token):
+    return httpx.post(server.url("/token"), auth=("demo", "demo-secret"),
+                      data={"grant_type": "refresh_token", "refresh_token": refresh_token})
+
+
+def test_an_apps_refresh_follows_the_upstream_session(world):
+    server, psu, person = world
+    _app, token = signed_in_app(server, person)
+    refreshed = refresh(server, token["refresh_token"])
+    assert refreshed.status_code == 200
+    assert verify_id_token(server.issuer, refreshed.json()["id_token"], "demo")["name"] == "สมชาย ใจดี"
+
+    psu.stop()  # the upstream is down: a temporary failure, not a sign-out
+    down = refresh(server, refreshed.json()["refresh_token"])
+    assert down.status_code == 503 and down.json()["error"] == "temporarily_unavailable"
+
+    psu.start()  # back, but it forgot every session it had (oidc-provider keeps them in memory)
+    forgotten = refresh(server, refreshed.json()["refresh_token"])
+    assert forgotten.status_code == 400 and forgotten.json()["error"] == "invalid_grant"
+    userinfo = httpx.get(server.url("/userinfo"),
+                         headers={"Authorization": f"Bearer {refreshed.json()['access_token']}"})
+    assert userinfo.status_code == 401  # the whole grant ended with the upstream session
+
+
+def test_signing_out_signs_out_at_the_upstream_too_and_returns_to_the_app(world):
+    server, psu, person = world
+    _app, token = signed_in_app(server, person)
+
+    arrival = person.visit(server.url("/logout?" + urlencode(dict(
+        id_token_hint=token["id_token"], post_logout_redirect_uri="http://127.0.0.1:5000/", state="bye"))))
+    # the person confirmed at PSU's sign-out page on the way
+    while not isinstance(arrival, Arrival):
+        arrival = person.at_upstream(arrival)
+
+    assert arrival.url.startswith("http://127.0.0.1:5000/?") and arrival.params["state"] == "bye"
+    assert any(page.url.startswith(psu.issuer + "/session/end") for page in person.pages)
+    again = person.visit(server.url("/authorize?" + urlencode(dict(
+        client_id="demo", redirect_uri="http://127.0.0.1:5000/callback", response_type="code", scope="openid",
+        prompt="none", code_challenge="x" * 43, code_challenge_method="S256"))))
+    assert again.params["error"] == "login_required"
+
+
+def test_a_forged_logout_continuation_goes_nowhere(world):
+    server, _psu, person = world
+    page = person.visit(server.url("/logout/done?state=forged"))
+    assert page.title == "คุณออกจากระบบแล้ว"
