@@ -354,6 +354,35 @@ def test_an_unreachable_upstream_says_so(tmp_path):
         server.stop()
 
 
+def test_a_userinfo_answer_about_someone_else_is_refused(tmp_path):
+    """Google's userinfo is fetched after the ID token verifies; its ``sub`` must be the ID token's."""
+    op_port, proxy_port = free_port(), free_port()
+    google = Upstream(google_config(free_port(), "op-proxy.apps.googleusercontent.com",
+                                    UPSTREAM_SECRETS["GOOGLE_SECRET"], f"http://127.0.0.1:{op_port}/callback/google",
+                                    issuer=f"http://127.0.0.1:{proxy_port}"), tmp_path).start()
+    proxy = TamperingProxy(google.config, port=proxy_port).start()
+    config = write_config(tmp_path, port=op_port, database_url=f"sqlite+aiosqlite:///{tmp_path}/op.sqlite3",
+                          extra=upstream_sections("http://127.0.0.1:9", "http://127.0.0.1:9", proxy.url))
+    server = OpProxyServer(config, op_port, env=UPSTREAM_SECRETS).start()
+    try:
+        app = authlib_client(server.issuer, "demo", "demo-secret", "http://127.0.0.1:5000/callback")
+        account = next(iter(google.config["accounts"]))
+
+        def sign_in():
+            url = app.create_authorization_url(server.issuer + "/authorize", code_verifier="g" * 43,
+                                               idp_hint="google")[0]
+            return Person(server.issuer, upstreams=(proxy.url, google.base), upstream_account=account).sign_in(url)
+
+        assert isinstance(sign_in(), Arrival)  # the honest answer signs the person in
+        proxy.scenario = "userinfo_other_sub"
+        page = sign_in()
+        assert isinstance(page, Page) and page.title == "ยังไม่ได้เข้าสู่ระบบ"
+        assert proxy.exchanges[-1] == ("userinfo_other_sub", account, "someone-else")
+    finally:
+        for part in (server, proxy, google):
+            part.stop()
+
+
 def test_thaid_address_may_be_a_string_or_an_object():
     from op_proxy.config import UpstreamSettings, parse_oidc_upstream
     from op_proxy.config import _Reader as Reader

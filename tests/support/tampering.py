@@ -29,6 +29,9 @@ anything pointing at the upstream's own address points at the proxy, and a JSON 
 ``hs256_with_public_key``  ``{"alg": "HS256", "kid": <real kid>}`` HMAC'd with the upstream's
                            public key as PEM (SubjectPublicKeyInfo) bytes: the alg-confusion attack
 
+``userinfo_other_sub``     the ID token untouched; a userinfo answer (JSON with ``sub`` and no
+                           ``id_token``) names another subject, as a mixed-up or malicious upstream would
+
 ``proxy.exchanges`` lists ``(scenario, original_id_token, sent_id_token)`` for each token response.
 """
 
@@ -47,7 +50,7 @@ import httpx
 from jwcrypto import jwk, jws
 
 SCENARIOS = (None, "bad_signature", "unknown_kid", "wrong_iss", "wrong_aud", "expired", "wrong_nonce",
-             "alg_none", "hs256_with_public_key")
+             "alg_none", "hs256_with_public_key", "userinfo_other_sub")
 
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
               "transfer-encoding", "upgrade", "content-length", "content-encoding"}
@@ -217,6 +220,9 @@ class TamperingProxy:
             document["id_token"] = self.tamper(original, scenario)
             self.exchanges.append((scenario, original, document["id_token"]))
             return json.dumps(document).encode()
+        if isinstance(document.get("sub"), str) and self.scenario == "userinfo_other_sub":
+            self.exchanges.append(("userinfo_other_sub", document["sub"], "someone-else"))
+            return json.dumps({**document, "sub": "someone-else"}).encode()
         return content
 
     # --- the scenarios -------------------------------------------------------------------------------
@@ -243,7 +249,7 @@ class TamperingProxy:
         return _oct(secrets.token_bytes(32))
 
     def tamper(self, id_token: str, scenario: str | None) -> str:
-        if scenario is None:
+        if scenario in (None, "userinfo_other_sub"):
             return id_token
         header, claims = split_jwt(id_token)
         real = self._real_key(header, claims)
