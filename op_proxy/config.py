@@ -103,6 +103,7 @@ class OidcUpstreamSettings:
     use_pkce: bool = True
     endpoints: dict[str, str] = field(default_factory=dict)  # overrides discovery
     introspection_endpoint: str | None = None
+    introspect_at_sign_in: bool = False  # ask the upstream whether the access token is active, for its sub
     subject_claims: tuple[str, ...] = ("sub",)  # Microsoft: ("tid", "oid")
     claim_mapping: dict[str, str] = field(default_factory=dict)  # normalized field → upstream claim
     passthrough_claims: tuple[str, ...] = ()  # kept under their own names (ThaID's pid, birthdate ...)
@@ -496,6 +497,7 @@ def parse_oidc_upstream(r: _Reader, name: str) -> OidcUpstreamSettings:
         issuer_aliases=r.strings("issuer_aliases"), issuer_template=r.get("issuer_template", str, None),
         use_nonce=r.get("use_nonce", bool, True), use_pkce=r.get("use_pkce", bool, True),
         endpoints=endpoints, introspection_endpoint=r.get("introspection_endpoint", str, None),
+        introspect_at_sign_in=r.get("introspect_at_sign_in", bool, False),
         subject_claims=r.strings("subject_claims", ("sub",)), claim_mapping=r.get("claim_mapping", dict, {}),
         passthrough_claims=r.strings("passthrough_claims"), fetch_userinfo=r.get("fetch_userinfo", bool, True),
         authorize_params=r.get("authorize_params", dict, {}), timeout=float(r.get("timeout", (int, float), 10)),

@@ -97,6 +97,7 @@ preset = "thaid"
 issuer = "{thaid_issuer}"
 discovery_url = "{thaid_issuer}/.well-known/openid-configuration"
 introspection_endpoint = "{thaid_issuer}/api/v2/oauth2/introspect/"
+introspect_at_sign_in = true
 client_id = "op-proxy"
 client_secret_env = "THAID_SECRET"
 
@@ -273,6 +274,20 @@ def test_an_id_token_that_does_not_verify_is_refused(federation, scenario):
     assert isinstance(page, Page), "a tampered ID token signed the person in"
     assert page.title == "ยังไม่ได้เข้าสู่ระบบ" and "ลองอีกครั้ง" in page.html
     assert world.proxy.exchanges[-1][0] == scenario  # the upstream's answer really was tampered with
+
+
+def test_thaid_is_asked_whether_its_token_is_still_active_and_an_inactive_one_is_refused(federation):
+    world, app = federation, app_for(federation)
+    asked = len([path for method, path, _status in world.proxy.requests
+                 if method == "POST" and path.startswith("/api/v2/oauth2/introspect/")])
+    assert isinstance(world.person(PID).sign_in(authorization_url(app, world, idp_hint="thaid")), Arrival)
+    assert len([path for method, path, status in world.proxy.requests
+                if method == "POST" and path.startswith("/api/v2/oauth2/introspect/") and status == 200]) == asked + 1
+
+    world.proxy.scenario = "introspection_inactive"
+    page = world.person(PID).sign_in(authorization_url(app, world, idp_hint="thaid"))
+    assert isinstance(page, Page) and page.title == "ยังไม่ได้เข้าสู่ระบบ"
+    assert world.proxy.exchanges[-1] == ("introspection_inactive", True, False)
 
 
 def test_a_replayed_callback_and_an_unknown_state_are_refused(federation):

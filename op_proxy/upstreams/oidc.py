@@ -4,7 +4,9 @@ Auth0, Okta). What differs between providers is configuration, never code (UPSTR
 The upstream leg follows RFC 9700 for a client: state, nonce and PKCE S256; the ID token is
 verified even though it came from the token endpoint over TLS (signature with the upstream's JWKS
 or, for HS*, the client secret; ``iss``, ``aud``, ``azp``, ``exp``, ``nonce``); an ``iss`` response
-parameter is checked where sent (RFC 9207); a userinfo ``sub`` must be the ID token's.
+parameter is checked where sent (RFC 9207); a userinfo ``sub`` must be the ID token's; and where
+``introspect_at_sign_in`` is set, the upstream must still call the access token active and name the
+same ``sub`` (RFC 7662; ThaID's introspection endpoint is not in its discovery, hence a setting).
 """
 
 from __future__ import annotations
@@ -172,7 +174,44 @@ class OidcConnector:
             form["code_verifier"] = kept["code_verifier"]
         tokens = await self.token_request(metadata, form)
         claims = await self.verify_id_token(tokens.get("id_token"), kept.get("nonce"))
+        if self.config.introspect_at_sign_in:
+            await self.check_token_is_active(metadata, tokens.get("access_token"), claims["sub"])
         return self.identity(await self.with_userinfo(metadata, claims, tokens), tokens)
+
+    async def check_token_is_active(self, metadata: dict, access_token: str | None, subject: str) -> None:
+        if not access_token:
+            raise UpstreamRefused("introspect_at_sign_in is set but the token response has no access_token")
+        answer = await self.introspect(metadata, access_token)
+        if answer.get("active") is not True:
+            raise UpstreamRefused("introspection: the access token is not active")
+        if answer.get("sub") is not None and answer["sub"] != subject:
+            raise UpstreamRefused("introspection: the access token belongs to another subject")
+
+    async def introspect(self, metadata: dict, access_token: str) -> dict:
+        """RFC 7662 with the client's own credentials: ``{active, sub, scope, ...}``."""
+        url = self.config.introspection_endpoint or metadata.get("introspection_endpoint")
+        if not url:
+            raise UpstreamRefused("no introspection_endpoint configured or advertised for this upstream")
+        form = {"token": access_token}
+        auth = None
+        if self.config.token_endpoint_auth_method == "client_secret_basic":
+            auth = httpx.BasicAuth(self.config.client_id, self.config.client_secret)
+        else:
+            form.update(client_id=self.config.client_id, client_secret=self.config.client_secret)
+        try:
+            response = await self.http.post(url, data=form, auth=auth, timeout=self.config.timeout,
+                                            headers={"Accept": "application/json"})
+        except httpx.HTTPError as exc:
+            raise UpstreamUnavailable(f"introspection: {type(exc).__name__}") from None
+        if response.status_code >= 500:
+            raise UpstreamUnavailable(f"introspection: HTTP {response.status_code}")
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if response.status_code != 200 or not isinstance(body, dict):
+            raise UpstreamRefused(f"introspection: HTTP {response.status_code}")
+        return body
 
     async def with_userinfo(self, metadata: dict, claims: dict, tokens: dict) -> dict:
         if self.config.fetch_userinfo and metadata.get("userinfo_endpoint") and tokens.get("access_token"):

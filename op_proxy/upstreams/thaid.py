@@ -1,12 +1,11 @@
 """``thaid``: ThaID, the Thai national digital ID (DOPA). A generic OIDC upstream plus what is
 particular to ThaID (UPSTREAMS.md): ES256 ID tokens, client_secret_basic only, no ``iss`` in the
-callback, ``address`` as a string or an object, and an introspection endpoint outside discovery."""
+callback, ``address`` as a string or an object, and an introspection endpoint outside discovery (the
+``introspection_endpoint`` setting, used by the generic connector when ``introspect_at_sign_in`` is on)."""
 
 from __future__ import annotations
 
-import httpx
-
-from op_proxy.upstreams.oidc import OidcConnector, UpstreamRefused, UpstreamUnavailable
+from op_proxy.upstreams.oidc import OidcConnector
 
 
 class ThaidConnector(OidcConnector):
@@ -21,17 +20,3 @@ class ThaidConnector(OidcConnector):
         if "name" not in profile and (claims.get("given_name") or claims.get("family_name")):
             profile["name"] = " ".join(p for p in (claims.get("given_name"), claims.get("family_name")) if p)
         return profile
-
-    async def introspect(self, access_token: str) -> dict:
-        """POST /api/v2/oauth2/introspect/ with Basic auth; answers {active, sub (= pid), scope}."""
-        url = self.config.introspection_endpoint
-        if not url:
-            raise UpstreamRefused("no introspection_endpoint configured for this upstream")
-        try:
-            response = await self.http.post(url, data={"token": access_token}, timeout=self.config.timeout,
-                                            auth=httpx.BasicAuth(self.config.client_id, self.config.client_secret))
-        except httpx.HTTPError as exc:
-            raise UpstreamUnavailable(f"introspection: {type(exc).__name__}") from None
-        if response.status_code != 200:
-            raise UpstreamRefused(f"introspection: HTTP {response.status_code}")
-        return response.json()

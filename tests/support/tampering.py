@@ -31,6 +31,8 @@ anything pointing at the upstream's own address points at the proxy, and a JSON 
 
 ``userinfo_other_sub``     the ID token untouched; a userinfo answer (JSON with ``sub`` and no
                            ``id_token``) names another subject, as a mixed-up or malicious upstream would
+``introspection_inactive`` the ID token untouched; an introspection answer (JSON with ``active``) says
+                           ``{"active": false}``, as for a token the upstream has revoked
 
 ``proxy.exchanges`` lists ``(scenario, original_id_token, sent_id_token)`` for each token response.
 """
@@ -50,7 +52,8 @@ import httpx
 from jwcrypto import jwk, jws
 
 SCENARIOS = (None, "bad_signature", "unknown_kid", "wrong_iss", "wrong_aud", "expired", "wrong_nonce",
-             "alg_none", "hs256_with_public_key", "userinfo_other_sub")
+             "alg_none", "hs256_with_public_key", "userinfo_other_sub",
+             "introspection_inactive")
 
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
               "transfer-encoding", "upgrade", "content-length", "content-encoding"}
@@ -220,6 +223,9 @@ class TamperingProxy:
             document["id_token"] = self.tamper(original, scenario)
             self.exchanges.append((scenario, original, document["id_token"]))
             return json.dumps(document).encode()
+        if "active" in document and self.scenario == "introspection_inactive":
+            self.exchanges.append(("introspection_inactive", document["active"], False))
+            return json.dumps({"active": False}).encode()
         if isinstance(document.get("sub"), str) and self.scenario == "userinfo_other_sub":
             self.exchanges.append(("userinfo_other_sub", document["sub"], "someone-else"))
             return json.dumps({**document, "sub": "someone-else"}).encode()
@@ -249,7 +255,7 @@ class TamperingProxy:
         return _oct(secrets.token_bytes(32))
 
     def tamper(self, id_token: str, scenario: str | None) -> str:
-        if scenario in (None, "userinfo_other_sub"):
+        if scenario in (None, "userinfo_other_sub", "introspection_inactive"):
             return id_token
         header, claims = split_jwt(id_token)
         real = self._real_key(header, claims)
