@@ -116,8 +116,8 @@ class Filters:
 
 
 def day_start(day: date) -> int:
-    """Midnight starting ``day``, in the server's local time (the time the pages show)."""
-    return int(datetime(day.year, day.month, day.day).timestamp())
+    """Midnight starting ``day``, in the panel's time zone (the time the pages show)."""
+    return int(datetime(day.year, day.month, day.day, tzinfo=formatting.panel_zone()).timestamp())
 
 
 def row(event: AuditEvent) -> dict:
@@ -143,7 +143,7 @@ def csv_line(cells) -> str:
 
 
 def iso_time(at: int) -> str:
-    return datetime.fromtimestamp(at).astimezone().isoformat()
+    return datetime.fromtimestamp(at, formatting.panel_zone()).isoformat()
 
 
 async def choices(svc) -> dict:
@@ -219,7 +219,7 @@ def attach(bp) -> None:
                     return
                 after = (batch[-1].at, batch[-1].id)
 
-        filename = f"audit-{datetime.now():%Y%m%d-%H%M}.csv"
+        filename = f"audit-{datetime.now(formatting.panel_zone()):%Y%m%d-%H%M}.csv"
         return csv_response(lines(), filename)
 
 

@@ -11,6 +11,7 @@ import asyncio
 import json
 import time
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import case, func, select
 
@@ -30,8 +31,9 @@ def _tally(rows) -> dict:
 async def figures(svc, now: int | None = None) -> dict:
     now = int(time.time()) if now is None else now
     since = now - WINDOW
-    # Whole hours of the server's local time (the time the pages show), the current one last.
-    this_hour = int(datetime.fromtimestamp(now).replace(minute=0, second=0, microsecond=0).timestamp())
+    # Whole hours of the panel's time zone (the time the pages show), the current one last.
+    zone = ZoneInfo(svc.settings.admin.timezone)
+    this_hour = int(datetime.fromtimestamp(now, zone).replace(minute=0, second=0, microsecond=0).timestamp())
     first_hour = this_hour - (HOURS - 1) * 3600
     sign_ins = (AuditEvent.event == "sign_in", AuditEvent.at > since)
     successes = func.sum(case((AuditEvent.outcome == "success", 1), else_=0))
@@ -55,7 +57,7 @@ async def figures(svc, now: int | None = None) -> dict:
         bucket["success"] += counts["success"]
         bucket["failure"] += counts["failure"]
     for bucket in hours:
-        bucket["label"] = f"{datetime.fromtimestamp(bucket['start']):%H:%M}"
+        bucket["label"] = f"{datetime.fromtimestamp(bucket['start'], zone):%H:%M}"
 
     def ranked(tally: dict, key: str, label) -> list[dict]:
         found = [{key: name, "name": label(name), **counts} for name, counts in tally.items()]

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from babel import Locale
 from babel.dates import format_timedelta
+from quart import has_app_context
 
 from op_proxy import i18n
 from op_proxy.masking import mask_ids, mask_pid  # noqa: F401  (templates and pages use them from here)
@@ -18,12 +20,21 @@ from op_proxy.masking import mask_ids, mask_pid  # noqa: F401  (templates and pa
 THAI_MONTHS = dict(Locale("th").months["format"]["abbreviated"])  # {1: "ม.ค.", ..., 11: "พ.ย.", ...}
 BUDDHIST_ERA_OFFSET = 543
 
-def when(timestamp: int | float | None, locale: str | None = None) -> str:
-    """Unix seconds as the server's local time: "22 พ.ย. 2569 14:05" in Thai (Buddhist year),
+def panel_zone() -> ZoneInfo:
+    """The panel's time zone (``[admin] timezone``, Asia/Bangkok unless set)."""
+    if has_app_context():
+        from op_proxy.services import services
+
+        return ZoneInfo(services().settings.admin.timezone)
+    return ZoneInfo("Asia/Bangkok")
+
+
+def when(timestamp: int | float | None, locale: str | None = None, zone: ZoneInfo | None = None) -> str:
+    """Unix seconds in the panel's time zone: "22 พ.ย. 2569 14:05" in Thai (Buddhist year),
     "2026-11-22 14:05" in English; "—" when there is no time."""
     if timestamp is None or timestamp == "":
         return "—"
-    moment = datetime.fromtimestamp(int(timestamp))
+    moment = datetime.fromtimestamp(int(timestamp), zone or panel_zone())
     if (locale or i18n.current_locale()) == "th":
         return (f"{moment.day} {THAI_MONTHS[moment.month]} {moment.year + BUDDHIST_ERA_OFFSET} "
                 f"{moment:%H:%M}")

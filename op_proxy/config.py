@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 ENV_PREFIX = "OP_PROXY_"
 DEFAULT_CONFIG_FILE = "conf/dev.toml"
@@ -136,6 +137,9 @@ class AdminPanelSettings:
     # panel through op-proxy itself, as admin or viewer.
     sso_admin_groups: tuple[str, ...] = ()
     sso_viewer_groups: tuple[str, ...] = ()
+    # The panel shows times, groups the dashboard's hours and reads the audit filter's days in this
+    # zone, whatever the server's own clock zone is (containers often run in UTC).
+    timezone: str = "Asia/Bangkok"
 
 
 @dataclass(frozen=True)
@@ -266,9 +270,18 @@ def parse_settings(raw: dict, source: str) -> Settings:
         clients=clients,
         upstreams=upstreams,
         legacy=parse_legacy(root.sub("legacy")),
-        admin=AdminPanelSettings(sso_admin_groups=root.sub("admin").strings("sso_admin_groups"),
-                                 sso_viewer_groups=root.sub("admin").strings("sso_viewer_groups")),
+        admin=parse_admin(root.sub("admin")),
     )
+
+
+def parse_admin(r: _Reader) -> AdminPanelSettings:
+    timezone = r.get("timezone", str, "Asia/Bangkok")
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        r.fail("timezone", f"unknown time zone {timezone!r} (an IANA name such as Asia/Bangkok)")
+    return AdminPanelSettings(sso_admin_groups=r.strings("sso_admin_groups"),
+                              sso_viewer_groups=r.strings("sso_viewer_groups"), timezone=timezone)
 
 
 def parse_legacy(r: _Reader) -> LegacySettings:

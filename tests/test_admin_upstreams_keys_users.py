@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import sqlite3
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import httpx
 
@@ -16,7 +16,7 @@ from admin import formatting
 from admin.upstreams import newest_key_at
 from tests.support.admin import post_form, signed_in_admin
 from tests.support.person import Arrival, Page, Person
-from tests.support.rp import authlib_client, discovery
+from tests.support.rp import demo_id_token
 from tests.support.server import default_clients, free_port
 
 REDIRECT = "http://127.0.0.1:5000/callback"
@@ -85,21 +85,6 @@ def kid_of(token: str) -> str:
     return json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))["kid"]
 
 
-def id_token_of_a_sign_in(server) -> str:
-    metadata = discovery(server.issuer)
-    app = authlib_client(server.issuer, "demo", "demo-secret", REDIRECT)
-    verifier = os.urandom(32).hex()
-    url, _ = app.create_authorization_url(metadata["authorization_endpoint"], code_verifier=verifier)
-    person = Person(server.issuer)
-    try:
-        arrival = person.sign_in(url)
-    finally:
-        person.close()
-    assert isinstance(arrival, Arrival), arrival
-    return app.fetch_token(metadata["token_endpoint"], authorization_response=arrival.url,
-                           code_verifier=verifier)["id_token"]
-
-
 def published_kids(server) -> list[str]:
     return [key["kid"] for key in httpx.get(server.url("/jwks")).json()["keys"]]
 
@@ -136,7 +121,7 @@ def test_keys_rotate_now_publishes_and_retire_now_switches_only_for_admins_with_
     kids = published_kids(server)
     assert len(kids) == 2 and first_kid in kids
     (second_kid,) = set(kids) - {first_kid}
-    assert kid_of(id_token_of_a_sign_in(server)) == first_kid  # the new key waits for publish_ahead
+    assert kid_of(demo_id_token(server)) == first_kid  # the new key waits for publish_ahead
     shown = admin.http.get(server.url(rotated.headers["location"])).text
     assert second_kid in shown and "New key" in shown
 
@@ -145,7 +130,7 @@ def test_keys_rotate_now_publishes_and_retire_now_switches_only_for_admins_with_
     kids = published_kids(server)
     (third_kid,) = set(kids) - {first_kid, second_kid}
     assert first_kid in kids  # still published: tokens it signed have not expired
-    assert kid_of(id_token_of_a_sign_in(server)) == third_kid
+    assert kid_of(demo_id_token(server)) == third_kid
 
     actions = admin_actions(server)
     assert [a["action"] for a in actions] == ["signing_key_rotated", "signing_key_retired_now"]
@@ -202,10 +187,11 @@ def test_the_users_page_lists_php_session_people_and_an_admin_changes_a_role(mak
 # -- formatting -----------------------------------------------------------------------------------
 
 def test_times_are_shown_the_thai_way_in_thai_national_ids_are_masked_and_key_ages_read_from_jwks():
-    moment = int(datetime(2026, 11, 22, 14, 5).timestamp())  # the server's local time
+    moment = int(datetime(2026, 11, 22, 14, 5, tzinfo=ZoneInfo("Asia/Bangkok")).timestamp())  # the panel's zone
     assert formatting.when(moment, "th") == "22 พ.ย. 2569 14:05"
     assert formatting.when(moment, "en") == "2026-11-22 14:05"
     assert formatting.when(None, "th") == "—"
+    assert formatting.when(moment, "en", ZoneInfo("UTC")) == "2026-11-22 07:05"  # [admin] timezone = "UTC"
     assert formatting.mask_ids("pid 1100700000019, tel 0812345678") == "pid •••••••••0019, tel 0812345678"
     assert formatting.mask_ids("1-1007-00000-01-9") == "•••••••••0019"
     assert formatting.mask_ids({"groups": ["1100700000019"], "n": 1100700000019}) == {

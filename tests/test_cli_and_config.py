@@ -264,6 +264,10 @@ def bcrypt_password(text: str) -> str:
     return text.replace(DEMO_PASSWORD_HASH, "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW")
 
 
+def mars_time(text: str) -> str:
+    return text + '\n[admin]\ntimezone = "Mars/Olympus_Mons"\n'
+
+
 def broken_toml(text: str) -> str:
     return text + '\nnote = "a string that never ends\n'
 
@@ -277,6 +281,7 @@ CONFIG_MISTAKES = {
                                    "clients[0].token_endpoint_auth_method", "client_secret_basic"),
     "password hash not argon2": (bcrypt_password, None, "upstreams.local.users[0].password_hash", "argon2"),
     "invalid TOML": (broken_toml, None, "-", "not valid TOML"),
+    "unknown panel time zone": (mars_time, None, "admin.timezone", "unknown time zone"),
 }
 
 

@@ -15,12 +15,8 @@ import sys
 import httpx
 
 from op_proxy.keys.keyring import Keyring
-from tests.support.person import Arrival, Person
-from tests.support.rp import authlib_client, discovery, verify_id_token
+from tests.support.rp import demo_id_token, discovery, verify_id_token
 from tests.support.server import ROOT
-
-REDIRECT = "http://127.0.0.1:5000/callback"
-
 
 # -- helpers -------------------------------------------------------------------------------------
 
@@ -31,22 +27,6 @@ def op_proxy(server, *args: str) -> str:
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
     return result.stdout
-
-
-def sign_in(server) -> str:
-    """The demo app signs the demo person in; returns the ID token it received."""
-    metadata = discovery(server.issuer)
-    app = authlib_client(server.issuer, "demo", "demo-secret", REDIRECT)
-    verifier = os.urandom(32).hex()
-    url, _ = app.create_authorization_url(metadata["authorization_endpoint"], code_verifier=verifier)
-    person = Person(server.issuer)
-    try:
-        arrival = person.sign_in(url)
-    finally:
-        person.close()
-    assert isinstance(arrival, Arrival), arrival
-    token = app.fetch_token(metadata["token_endpoint"], authorization_response=arrival.url, code_verifier=verifier)
-    return token["id_token"]
 
 
 def kid_of(token: str) -> str:
@@ -70,7 +50,7 @@ def key_files(directory) -> set[str]:
 
 def test_a_planned_rotation_publishes_the_new_key_before_it_signs(make_server):
     server = make_server()
-    before = sign_in(server)
+    before = demo_id_token(server)
     old_kid = kid_of(before)
     assert published_kids(server) == [old_kid]
 
@@ -80,7 +60,7 @@ def test_a_planned_rotation_publishes_the_new_key_before_it_signs(make_server):
     assert new_kid in output
     assert old_kid in published_kids(server), "the key that signed live tokens was withdrawn"
     assert still_verifies(server, before)
-    after = sign_in(server)
+    after = demo_id_token(server)
     assert kid_of(after) == old_kid, "the new key signs before applications could have cached it"
     assert still_verifies(server, after)
 
@@ -88,12 +68,12 @@ def test_a_planned_rotation_publishes_the_new_key_before_it_signs(make_server):
 def test_an_emergency_rotation_signs_at_once_and_old_tokens_still_verify(make_server):
     server = make_server()
     pid = server.process.pid
-    before = sign_in(server)
+    before = demo_id_token(server)
     old_kid = kid_of(before)
 
     output = op_proxy(server, "keys", "rotate", "--now")
 
-    after = sign_in(server)
+    after = demo_id_token(server)
     new_kid = kid_of(after)
     assert new_kid != old_kid and new_kid in output
     assert server.process.pid == pid and server.process.poll() is None  # no restart needed
@@ -107,13 +87,13 @@ def test_an_emergency_rotation_signs_at_once_and_old_tokens_still_verify(make_se
 
 def test_keys_survive_a_restart(make_server):
     server = make_server()
-    before = sign_in(server)
+    before = demo_id_token(server)
     kid = kid_of(before)
 
     server.restart()
 
     assert published_kids(server) == [kid]
-    assert kid_of(sign_in(server)) == kid
+    assert kid_of(demo_id_token(server)) == kid
     assert still_verifies(server, before)
 
 

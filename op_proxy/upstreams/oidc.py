@@ -192,26 +192,7 @@ class OidcConnector:
         url = self.config.introspection_endpoint or metadata.get("introspection_endpoint")
         if not url:
             raise UpstreamRefused("no introspection_endpoint configured or advertised for this upstream")
-        form = {"token": access_token}
-        auth = None
-        if self.config.token_endpoint_auth_method == "client_secret_basic":
-            auth = httpx.BasicAuth(self.config.client_id, self.config.client_secret)
-        else:
-            form.update(client_id=self.config.client_id, client_secret=self.config.client_secret)
-        try:
-            response = await self.http.post(url, data=form, auth=auth, timeout=self.config.timeout,
-                                            headers={"Accept": "application/json"})
-        except httpx.HTTPError as exc:
-            raise UpstreamUnavailable(f"introspection: {type(exc).__name__}") from None
-        if response.status_code >= 500:
-            raise UpstreamUnavailable(f"introspection: HTTP {response.status_code}")
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if response.status_code != 200 or not isinstance(body, dict):
-            raise UpstreamRefused(f"introspection: HTTP {response.status_code}")
-        return body
+        return await self.post_as_client(url, {"token": access_token}, what="introspection")
 
     async def with_userinfo(self, metadata: dict, claims: dict, tokens: dict) -> dict:
         if self.config.fetch_userinfo and metadata.get("userinfo_endpoint") and tokens.get("access_token"):
@@ -261,24 +242,30 @@ class OidcConnector:
             raise UpstreamRefused("the callback lacks the iss parameter the upstream advertises")
 
     async def token_request(self, metadata: dict, form: dict) -> dict:
+        return await self.post_as_client(metadata["token_endpoint"], form, what="token endpoint")
+
+    async def post_as_client(self, url: str, form: dict, *, what: str) -> dict:
+        """POST a form to the upstream authenticated as op-proxy (Basic or in the body); its JSON answer.
+        Unreachable or 5xx: UpstreamUnavailable; an error or a non-JSON answer: UpstreamRefused."""
         auth = None
         if self.config.token_endpoint_auth_method == "client_secret_basic":
             auth = httpx.BasicAuth(self.config.client_id, self.config.client_secret)
         else:
-            form.update(client_id=self.config.client_id, client_secret=self.config.client_secret)
+            form = {**form, "client_id": self.config.client_id, "client_secret": self.config.client_secret}
         try:
-            response = await self.http.post(metadata["token_endpoint"], data=form, auth=auth,
-                                            timeout=self.config.timeout, headers={"Accept": "application/json"})
+            response = await self.http.post(url, data=form, auth=auth, timeout=self.config.timeout,
+                                            headers={"Accept": "application/json"})
         except httpx.HTTPError as exc:
-            raise UpstreamUnavailable(f"token endpoint: {type(exc).__name__}") from None
+            raise UpstreamUnavailable(f"{what}: {type(exc).__name__}") from None
         if response.status_code >= 500:
-            raise UpstreamUnavailable(f"token endpoint: HTTP {response.status_code}")
+            raise UpstreamUnavailable(f"{what}: HTTP {response.status_code}")
         try:
             body = response.json()
         except ValueError:
-            raise UpstreamRefused(f"token endpoint: HTTP {response.status_code}, not JSON") from None
-        if response.status_code != 200 or "error" in body:
-            raise UpstreamRefused(f"token endpoint: {body.get('error', response.status_code)}")
+            raise UpstreamRefused(f"{what}: HTTP {response.status_code}, not JSON") from None
+        if response.status_code != 200 or not isinstance(body, dict) or "error" in body:
+            error = body.get("error") if isinstance(body, dict) else None
+            raise UpstreamRefused(f"{what}: {error or response.status_code}")
         return body
 
     def expected_issuers(self, claims: dict) -> set[str]:

@@ -4,6 +4,7 @@ Node's OpenID-certified ``openid-client``."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,7 +14,10 @@ from authlib.integrations.httpx_client import OAuth2Client
 from authlib.jose import JsonWebKey, jwt
 from authlib.oidc.core import CodeIDToken
 
+from tests.support.person import Arrival, Person
+
 PEERS = Path(__file__).resolve().parents[1] / "peers"
+DEMO_REDIRECT = "http://127.0.0.1:5000/callback"
 
 
 def discovery(issuer: str) -> dict:
@@ -63,3 +67,19 @@ class OpenIdClientError(Exception):
     def __init__(self, error, description, stderr):
         super().__init__(f"{error}: {description}\n{stderr}")
         self.error, self.description = error, description
+
+
+def demo_id_token(server) -> str:
+    """The demo app signs the demo person in (Authlib, code + PKCE); the ID token it receives."""
+    metadata = discovery(server.issuer)
+    app = authlib_client(server.issuer, "demo", "demo-secret", DEMO_REDIRECT)
+    verifier = os.urandom(32).hex()
+    url, _ = app.create_authorization_url(metadata["authorization_endpoint"], code_verifier=verifier)
+    person = Person(server.issuer)
+    try:
+        arrival = person.sign_in(url)
+    finally:
+        person.close()
+    assert isinstance(arrival, Arrival), arrival
+    return app.fetch_token(metadata["token_endpoint"], authorization_response=arrival.url,
+                           code_verifier=verifier)["id_token"]
