@@ -12,7 +12,13 @@ from sqlalchemy import or_, select
 from admin.auth import admin_page, record_admin_action
 from op_proxy.claims.release import DEFAULT_CLIENT_SCOPES, SUPPORTED_SCOPES
 from op_proxy.clients.registry import ClientExists, create_client, new_client_secret
-from op_proxy.clients.validation import AUTH_METHODS, MODES, ClientValidationError, validate_client_fields
+from op_proxy.clients.validation import (
+    AUTH_METHODS,
+    CLIENT_LIFETIMES,
+    MODES,
+    ClientValidationError,
+    validate_client_fields,
+)
 from op_proxy.errors import PageError
 from op_proxy.i18n import N_
 from op_proxy.i18n import gettext as _
@@ -22,6 +28,21 @@ from op_proxy.storage.models import Client
 from op_proxy.web import render_page
 
 PHP_SESSION_KEYS = ("save_handler", "save_path", "cookie_name", "cookie_domain", "cookie_path")
+LIFETIME_LABELS = {
+    "access_token_lifetime": N_("Access token lifetime"),
+    "id_token_lifetime": N_("ID token lifetime"),
+    "refresh_token_lifetime": N_("Refresh token lifetime"),
+}
+
+
+def seconds(form, name: str, default: int | None) -> int | None:
+    text = form.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise ClientValidationError(name, _("must be a number of seconds")) from None
 
 
 def lines(text: str | None) -> list[str]:
@@ -45,10 +66,9 @@ def form_fields(form, *, client_id: str | None = None) -> dict:
         "user_handler_endpoint": form.get("user_handler_endpoint", "").strip() or None,
         "legacy_use_global_key": form.get("legacy_use_global_key") == "on",
     }
-    try:
-        fields["legacy_token_lifetime"] = int(form.get("legacy_token_lifetime") or 3600)
-    except ValueError:
-        raise ClientValidationError("legacy_token_lifetime", _("must be a number of seconds")) from None
+    fields["legacy_token_lifetime"] = seconds(form, "legacy_token_lifetime", 3600)
+    for name in CLIENT_LIFETIMES:
+        fields[name] = seconds(form, name, None)
     if fields["mode"] == "php_session":
         fields["php_session"] = {key: form.get(f"php_{key}", "").strip() for key in PHP_SESSION_KEYS
                                  if form.get(f"php_{key}", "").strip()}
@@ -77,7 +97,8 @@ def form_data(client: Client | None, values) -> dict:
                 "legacy_token_lifetime": 3600}
     data = {name: getattr(client, name) for name in (
         "client_id", "name", "mode", "token_endpoint_auth_method", "allowed_upstreams", "require_consent",
-        "require_pkce", "subject_type", "user_handler_endpoint", "legacy_use_global_key", "legacy_token_lifetime")}
+        "require_pkce", "subject_type", "user_handler_endpoint", "legacy_use_global_key", "legacy_token_lifetime",
+        *CLIENT_LIFETIMES)}
     data["allowed_scopes"] = client.allowed_scopes or list(DEFAULT_CLIENT_SCOPES)
     data["redirect_uris"] = "\n".join(client.redirect_uris)
     data["post_logout_redirect_uris"] = "\n".join(client.post_logout_redirect_uris)
@@ -92,6 +113,8 @@ async def form_page(client=None, *, values=None, error=None, status=200):
     return await render_page("admin/client_form.html", status, client=client, data=form_data(client, values),
                              error=error,
                              modes=MODES, auth_methods=AUTH_METHODS, scopes=SUPPORTED_SCOPES,
+                             lifetime_fields=[(name, _(label)) for name, label in LIFETIME_LABELS.items()],
+                             server_lifetimes={name: getattr(svc.settings.tokens, name) for name in CLIENT_LIFETIMES},
                              default_scopes=DEFAULT_CLIENT_SCOPES, upstreams=list(svc.connectors.values()))
 
 
@@ -145,7 +168,7 @@ def attach(bp) -> None:
             fields = form_fields(form)
             api_secret = random_token(24) if fields["user_handler_endpoint"] else None
             fields["user_handler_secret"] = api_secret
-            client, secret = await create_client(svc.db, fields, svc.keyring.data_key())
+            client, secret = await create_client(svc.db, fields, svc.keyring.data_key(), svc.settings.tokens)
         except ClientValidationError as exc:
             return await form_page(values=form, error=f"{exc.field}: {exc.reason}", status=400)
         except ClientExists:
@@ -174,7 +197,7 @@ def attach(bp) -> None:
                 else None)
             fields["user_handler_secret"] = client.user_handler_secret or (
                 "pending" if fields["user_handler_endpoint"] else None)
-            validate_client_fields(fields)
+            validate_client_fields(fields, services().settings.tokens)
         except ClientValidationError as exc:
             return await form_page(client, values=form, error=f"{exc.field}: {exc.reason}", status=400)
         new_secrets = []
@@ -182,7 +205,8 @@ def attach(bp) -> None:
             row = await session.get(Client, client_id)
             for name in ("name", "mode", "token_endpoint_auth_method", "redirect_uris", "post_logout_redirect_uris",
                          "allowed_scopes", "allowed_upstreams", "require_consent", "require_pkce", "subject_type",
-                         "user_handler_endpoint", "legacy_use_global_key", "legacy_token_lifetime"):
+                         "user_handler_endpoint", "legacy_use_global_key", "legacy_token_lifetime",
+                         *CLIENT_LIFETIMES):
                 setattr(row, name, fields[name])
             row.php_session = fields.get("php_session")
             row.jwks = fields.get("jwks", row.jwks)

@@ -209,6 +209,8 @@ def describe_client(client) -> dict:
         "allowed_upstreams": client.allowed_upstreams or "(all)",
         "require_consent": client.require_consent, "require_pkce": client.require_pkce or client.is_public,
         "subject_type": client.subject_type, "mode": client.mode,
+        **{name: getattr(client, name) or "(the server's)" for name in
+           ("access_token_lifetime", "id_token_lifetime", "refresh_token_lifetime")},
         "created_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(client.created_at)),
     }
 

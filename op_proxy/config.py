@@ -75,6 +75,9 @@ class ClientSettings:
     legacy_use_global_key: bool = False
     legacy_token_lifetime: int = 3600
     legacy_default: bool = False
+    access_token_lifetime: int | None = None  # None: the [tokens] lifetime; a client may only shorten it
+    id_token_lifetime: int | None = None
+    refresh_token_lifetime: int | None = None
     php_session: dict | None = None
 
 
@@ -239,9 +242,9 @@ class _Reader:
             self.fail(name, f"must be of type {names}, got {value!r}")
         return value
 
-    def positive_int(self, name: str, default: int) -> int:
+    def positive_int(self, name: str, default: int | None) -> int | None:
         value = self.get(name, int, default)
-        if value <= 0:
+        if value is not None and value <= 0:
             self.fail(name, "must be a positive number of seconds")
         return value
 
@@ -260,12 +263,13 @@ def parse_settings(raw: dict, source: str) -> Settings:
     server = parse_server(root.sub("server"))
     database = root.sub("database")
     upstreams = parse_upstreams(root.sub("upstreams"), preset_dirs(source))
-    clients = parse_clients(source, root.get("clients", list, []), upstreams)
+    tokens = parse_tokens(root.sub("tokens"))
+    clients = parse_clients(source, root.get("clients", list, []), upstreams, tokens)
     return Settings(
         source=source,
         server=server,
         database_url=database.get("url", str, "sqlite+aiosqlite:///var/op-proxy.sqlite3"),
-        tokens=parse_tokens(root.sub("tokens")),
+        tokens=tokens,
         keys=parse_keys(root.sub("keys")),
         clients=clients,
         upstreams=upstreams,
@@ -344,11 +348,11 @@ def parse_keys(r: _Reader) -> KeySettings:
     )
 
 
-def parse_clients(source: str, entries: list, upstreams: dict) -> tuple[ClientSettings, ...]:
+def parse_clients(source: str, entries: list, upstreams: dict, tokens: TokenSettings) -> tuple[ClientSettings, ...]:
     clients, seen = [], set()
     for index, entry in enumerate(entries):
         r = _Reader(source, entry, f"clients[{index}]")
-        client = parse_client(r, upstreams)
+        client = parse_client(r, upstreams, tokens)
         if client.client_id in seen:
             r.fail("client_id", f"{client.client_id!r} is defined twice")
         if client.legacy_default and any(c.legacy_default for c in clients):
@@ -358,8 +362,8 @@ def parse_clients(source: str, entries: list, upstreams: dict) -> tuple[ClientSe
     return tuple(clients)
 
 
-def parse_client(r: _Reader, upstreams: dict) -> ClientSettings:
-    from op_proxy.clients.validation import ClientValidationError, validate_client_fields
+def parse_client(r: _Reader, upstreams: dict, tokens: TokenSettings) -> ClientSettings:
+    from op_proxy.clients.validation import CLIENT_LIFETIMES, ClientValidationError, validate_client_fields
 
     fields = dict(
         client_id=r.get("client_id", str, required=True),
@@ -381,6 +385,7 @@ def parse_client(r: _Reader, upstreams: dict) -> ClientSettings:
         legacy_token_lifetime=r.positive_int("legacy_token_lifetime", 3600),
         legacy_default=r.get("legacy_default", bool, False),
         php_session=r.get("php_session", dict, None),
+        **{name: r.positive_int(name, None) for name in CLIENT_LIFETIMES},
     )
     if fields["mode"] != "oidc" and "token_endpoint_auth_method" not in r.table:
         fields["token_endpoint_auth_method"] = "none"  # a legacy app never calls the token endpoint
@@ -409,7 +414,7 @@ def parse_client(r: _Reader, upstreams: dict) -> ClientSettings:
         if upstream not in upstreams:
             r.fail("allowed_upstreams", f"unknown upstream {upstream!r}")
     try:
-        validate_client_fields(fields)
+        validate_client_fields(fields, tokens)
     except ClientValidationError as exc:
         r.fail(exc.field, exc.reason)
     return ClientSettings(**fields)

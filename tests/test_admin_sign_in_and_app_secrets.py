@@ -250,3 +250,49 @@ def test_a_disabled_application_signs_nobody_in_until_it_is_enabled_again(make_s
     post_form(admin, server.url("/admin/clients/intranet"), "/admin/clients/intranet/enabled", enabled="1")
     arrival = Person(server.issuer).sign_in(url)
     assert isinstance(arrival, Arrival) and "code" in arrival.params
+
+
+# -- an application's token lifetimes --------------------------------------------------------------
+
+def claims_of(jwt: str) -> dict:
+    payload = jwt.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+def test_an_app_given_shorter_token_lifetimes_gets_tokens_that_expire_sooner(make_server):
+    server = make_server()
+    admin = signed_in_admin(server)
+    secret = shown_secret(register(admin, server, client_id="kiosk", redirect_uris=APP_REDIRECT,
+                                   access_token_lifetime="300", id_token_lifetime="600",
+                                   refresh_token_lifetime="3600"))
+    form = admin.http.get(server.url("/admin/clients/kiosk")).text
+    assert 'name="access_token_lifetime" type="number" min="1" max="900" value="300"' in form
+
+    app = authlib_client(server.issuer, "kiosk", secret, APP_REDIRECT)
+    url, _ = app.create_authorization_url(server.url("/authorize"), code_verifier="k" * 43)
+    arrival = Person(server.issuer).sign_in(url)
+    token = app.fetch_token(server.url("/token"), authorization_response=arrival.url, code_verifier="k" * 43)
+    assert token["expires_in"] == 300
+    access, identity = claims_of(token["access_token"]), verify_id_token(server.issuer, token["id_token"], "kiosk")
+    assert access["exp"] - access["iat"] == 300 and identity["exp"] - identity["iat"] == 600
+    refresh = httpx.post(server.url("/introspect"), auth=("kiosk", secret),
+                         data={"token": token["refresh_token"], "token_type_hint": "refresh_token"}).json()
+    assert refresh["active"] and refresh["exp"] - refresh["iat"] == 3600
+
+    # The demo app, with no lifetimes of its own, keeps the server's.
+    demo = authlib_client(server.issuer, "demo", "demo-secret", "http://127.0.0.1:5000/callback")
+    url, _ = demo.create_authorization_url(server.url("/authorize"), code_verifier="m" * 43)
+    arrival = Person(server.issuer).sign_in(url)
+    assert demo.fetch_token(server.url("/token"), authorization_response=arrival.url,
+                            code_verifier="m" * 43)["expires_in"] == 900
+
+
+def test_a_lifetime_longer_than_the_server_s_is_refused_and_nothing_typed_is_lost(make_server):
+    server = make_server()
+    admin = signed_in_admin(server)
+    refused = register(admin, server, client_id="forever", redirect_uris=APP_REDIRECT,
+                       access_token_lifetime="86400")
+    assert refused.status_code == 400
+    assert "access_token_lifetime: at most 900 seconds" in unescape(refused.text)
+    assert 'value="forever"' in refused.text and 'value="86400"' in refused.text
+    assert admin.http.get(server.url("/admin/clients/forever")).status_code == 404

@@ -282,6 +282,10 @@ CONFIG_MISTAKES = {
     "password hash not argon2": (bcrypt_password, None, "upstreams.local.users[0].password_hash", "argon2"),
     "invalid TOML": (broken_toml, None, "-", "not valid TOML"),
     "unknown panel time zone": (mars_time, None, "admin.timezone", "unknown time zone"),
+    "client token lifetime above the server's": (None, [{"client_id": "app", "client_secret_hash": DEMO_PASSWORD_HASH,
+                                                        "access_token_lifetime": 86400,
+                                                        "redirect_uris": [APP_REDIRECT]}],
+                                                 "clients[0].access_token_lifetime", "at most 900 seconds"),
 }
 
 

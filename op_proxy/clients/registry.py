@@ -59,14 +59,15 @@ def new_client_secret() -> str:
     return random_token(32)
 
 
-async def create_client(db, fields: dict, data_key: bytes | None = None) -> tuple[Client, str | None]:
+async def create_client(db, fields: dict, data_key: bytes | None = None, limits=None) -> tuple[Client, str | None]:
     """Returns the client and its secret in clear, which is shown once and never stored. A
-    query_token client gets its HS256 key instead (stored encrypted: op-proxy signs with it)."""
+    query_token client gets its HS256 key instead (stored encrypted: op-proxy signs with it).
+    ``limits``: the server's [tokens] settings, which the client's own lifetimes may not exceed."""
     legacy = fields.get("mode", "oidc") != "oidc"
     fields = {"token_endpoint_auth_method": "none" if legacy else "client_secret_basic", **fields}
     secret = None if fields["token_endpoint_auth_method"] in ("none", "private_key_jwt") else new_client_secret()
     fields["client_secret_hash"] = hash_secret(secret) if secret else None
-    validate_client_fields(fields)
+    validate_client_fields(fields, limits)
     legacy_key = None
     if fields.get("mode") == "query_token" and not fields.get("legacy_use_global_key"):
         secret = legacy_key = new_client_secret()
@@ -88,6 +89,8 @@ async def create_client(db, fields: dict, data_key: bytes | None = None) -> tupl
         php_session=fields.get("php_session"),
         user_handler_endpoint=fields.get("user_handler_endpoint"),
         user_handler_secret=fields.get("user_handler_secret"),
+        access_token_lifetime=fields.get("access_token_lifetime"), id_token_lifetime=fields.get("id_token_lifetime"),
+        refresh_token_lifetime=fields.get("refresh_token_lifetime"),
         created_at=now, updated_at=now,
     )
     async with db.transaction() as session:

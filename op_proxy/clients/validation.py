@@ -8,6 +8,7 @@ AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", 
 MODES = ("oidc", "query_token", "php_session")
 PHP_SAVE_HANDLERS = ("files", "redis")
 SUBJECT_TYPES = ("public", "pairwise")
+CLIENT_LIFETIMES = ("access_token_lifetime", "id_token_lifetime", "refresh_token_lifetime")
 
 
 def is_loopback_host(host: str | None) -> bool:
@@ -45,7 +46,21 @@ def validate_php_session(settings: dict | None) -> None:
         raise ClientValidationError("php_session", "cookie_samesite: Lax, Strict or None")
 
 
-def validate_client_fields(fields: dict) -> None:
+def validate_lifetimes(fields: dict, limits=None) -> None:
+    """A client may shorten the server's token lifetimes (``limits``: its [tokens] settings), never
+    lengthen them: a signing key is retired once the longest-lived token it signed has expired."""
+    for name in CLIENT_LIFETIMES:
+        value = fields.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ClientValidationError(name, "must be a positive number of seconds")
+        if limits is not None and value > getattr(limits, name):
+            raise ClientValidationError(name, f"at most {getattr(limits, name)} seconds (the server's tokens.{name})")
+
+
+def validate_client_fields(fields: dict, limits=None) -> None:
+    """``limits``: the server's [tokens] settings, which a client's own lifetimes may not exceed."""
     if not fields.get("client_id"):
         raise ClientValidationError("client_id", "is required")
     mode = fields.get("mode", "oidc")
@@ -79,6 +94,7 @@ def validate_client_fields(fields: dict) -> None:
             raise ClientValidationError("user_handler_secret", "a user handler needs its API secret (X-API-SECRET)")
         if not (secret.isascii() and secret.isprintable()):
             raise ClientValidationError("user_handler_secret", "must be printable ASCII (it travels in an HTTP header)")
+    validate_lifetimes(fields, limits)
     if fields.get("subject_type", "public") not in SUBJECT_TYPES:
         raise ClientValidationError("subject_type", "must be 'public' or 'pairwise'")
     hosts = {urlsplit(uri).hostname for uri in fields["redirect_uris"]}

@@ -125,7 +125,7 @@ async def authorization_code_grant(svc: Services, client: Client, form) -> dict:
     grant = await live_grant(svc, code.grant_id)
     account = await account_by_sub(svc.db, grant.sub)
     async with svc.db.transaction() as session:
-        issued = svc.minter.issue(session, grant, account.profile, client.allowed_scopes, nonce=code.nonce)
+        issued = svc.minter.issue(session, grant, account.profile, client, nonce=code.nonce)
     await audit.record(svc.db, "tokens_issued", client_id=client.client_id, sub=grant.sub, ip=client_ip(),
                        grant_type="authorization_code")
     return issued.response()
@@ -188,7 +188,7 @@ async def refresh_token_grant(svc: Services, client: Client, form) -> dict:
     grant.scope = scope  # for the tokens minted now; the grant itself keeps its full scope
     account = await account_by_sub(svc.db, grant.sub)
     async with svc.db.transaction() as session:
-        issued = svc.minter.issue(session, grant, account.profile, client.allowed_scopes)
+        issued = svc.minter.issue(session, grant, account.profile, client)
     await audit.record(svc.db, "tokens_issued", client_id=client.client_id, sub=grant.sub, ip=client_ip(),
                        grant_type="refresh_token")
     return issued.response()

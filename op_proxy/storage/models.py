@@ -37,6 +37,10 @@ class Client(Base):
     legacy_key: Mapped[str | None] = mapped_column(Text)  # the HS256 key, encrypted with the data key
     legacy_use_global_key: Mapped[bool] = mapped_column(Boolean, default=False)
     legacy_token_lifetime: Mapped[int] = mapped_column(Integer, default=3600)
+    # Shorter lifetimes for this client's tokens; None: the server's [tokens] ones.
+    access_token_lifetime: Mapped[int | None] = mapped_column(Integer)
+    id_token_lifetime: Mapped[int | None] = mapped_column(Integer)
+    refresh_token_lifetime: Mapped[int | None] = mapped_column(Integer)
     legacy_default: Mapped[bool] = mapped_column(Boolean, default=False)  # login.php without client_id
     php_session: Mapped[dict | None] = mapped_column(JSON)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)

@@ -37,16 +37,34 @@ def app_user_claims(grant: Grant) -> dict:
     return claims
 
 
+@dataclass(frozen=True)
+class Lifetimes:
+    access_token_lifetime: int
+    id_token_lifetime: int
+    refresh_token_lifetime: int
+
+
 class TokenMinter:
     def __init__(self, settings, keyring):
         self.issuer = settings.issuer
-        self.lifetimes = settings.tokens
+        self.server_lifetimes = settings.tokens
         self.keyring = keyring
 
-    def access_token(self, grant: Grant, now: int) -> tuple[str, AccessToken]:
+    def lifetimes(self, client) -> Lifetimes:
+        """The client's own lifetimes where it has them, never longer than the server's (keys are retired
+        by the server's longest lifetime; validation refuses longer ones, this keeps the promise anyway)."""
+        def one(name: str) -> int:
+            server = getattr(self.server_lifetimes, name)
+            own = getattr(client, name, None) if client is not None else None
+            return min(own, server) if own else server
+
+        return Lifetimes(*(one(name) for name in ("access_token_lifetime", "id_token_lifetime",
+                                                    "refresh_token_lifetime")))
+
+    def access_token(self, grant: Grant, now: int, lifetimes: Lifetimes) -> tuple[str, AccessToken]:
         """RFC 9068: a JWT with ``typ: at+jwt`` that resource servers verify with our JWKS."""
         jti = random_token(16)
-        expires_at = now + self.lifetimes.access_token_lifetime
+        expires_at = now + lifetimes.access_token_lifetime
         claims = {
             "iss": self.issuer, "sub": grant.client_sub, "aud": grant.client_id, "client_id": grant.client_id,
             "iat": now, "exp": expires_at, "jti": jti, "scope": grant.scope,
@@ -60,14 +78,14 @@ class TokenMinter:
         return token, AccessToken(jti=jti, grant_id=grant.id, client_id=grant.client_id, expires_at=expires_at)
 
     def id_token(self, grant: Grant, profile: dict, allowed_scopes, *, now: int, access_token: str,
-                 nonce: str | None) -> str:
+                 nonce: str | None, lifetime: int) -> str:
         """OIDC Core §2 and §3.1.3.6; profile claims released as for userinfo (§5.4, §5.5)."""
         requested = (grant.claims or {}).get("id_token") or {}
         claims = release(profile, grant.scope.split(), requested, allowed_scopes)
         claims.update(app_user_claims(grant))
         claims.update({
             "iss": self.issuer, "sub": grant.client_sub, "aud": grant.client_id, "azp": grant.client_id,
-            "iat": now, "exp": now + self.lifetimes.id_token_lifetime, "auth_time": grant.auth_time,
+            "iat": now, "exp": now + lifetime, "auth_time": grant.auth_time,
             "sid": grant.sid, "at_hash": left_half_hash(access_token),
         })
         if nonce:
@@ -78,21 +96,23 @@ class TokenMinter:
             claims["amr"] = grant.amr
         return self.keyring.sign(claims)
 
-    def refresh_token(self, grant: Grant, now: int) -> tuple[str, RefreshToken]:
+    def refresh_token(self, grant: Grant, now: int, lifetime: int) -> tuple[str, RefreshToken]:
         token = random_token(32)
         row = RefreshToken(token_digest=token_digest(token), grant_id=grant.id, client_id=grant.client_id,
-                           created_at=now, expires_at=now + self.lifetimes.refresh_token_lifetime)
+                           created_at=now, expires_at=now + lifetime)
         return token, row
 
-    def issue(self, session, grant: Grant, profile: dict, allowed_scopes, *, nonce: str | None = None,
+    def issue(self, session, grant: Grant, profile: dict, client, *, nonce: str | None = None,
               with_refresh_token: bool = True) -> IssuedTokens:
-        """Mint a full token response and add the rows to the caller's transaction."""
+        """Mint a full token response for ``client`` and add the rows to the caller's transaction."""
         now = int(time.time())
-        access_token, access_row = self.access_token(grant, now)
+        lifetimes = self.lifetimes(client)
+        access_token, access_row = self.access_token(grant, now, lifetimes)
         session.add(access_row)
         refresh_token = None
         if with_refresh_token:
-            refresh_token, refresh_row = self.refresh_token(grant, now)
+            refresh_token, refresh_row = self.refresh_token(grant, now, lifetimes.refresh_token_lifetime)
             session.add(refresh_row)
-        id_token = self.id_token(grant, profile, allowed_scopes, now=now, access_token=access_token, nonce=nonce)
-        return IssuedTokens(access_token, self.lifetimes.access_token_lifetime, id_token, refresh_token, grant.scope)
+        id_token = self.id_token(grant, profile, client.allowed_scopes, now=now, access_token=access_token,
+                                 nonce=nonce, lifetime=lifetimes.id_token_lifetime)
+        return IssuedTokens(access_token, lifetimes.access_token_lifetime, id_token, refresh_token, grant.scope)
