@@ -28,7 +28,8 @@ def _tally(rows) -> dict:
     return {key: {"success": int(ok or 0), "failure": int(failed or 0)} for key, ok, failed in rows}
 
 
-async def figures(svc, now: int | None = None) -> dict:
+async def figures(svc, now: int | None = None, locale: str = "th") -> dict:
+    """The dashboard's numbers; applications and identity providers named as the admin reads them."""
     now = int(time.time()) if now is None else now
     since = now - WINDOW
     # Whole hours of the panel's time zone (the time the pages show), the current one last.
@@ -64,7 +65,7 @@ async def figures(svc, now: int | None = None) -> dict:
         return sorted(found, key=lambda item: (-(item["success"] + item["failure"]), item[key] or ""))
 
     clients = ranked(_tally(per_client), "client_id", lambda client_id: names.get(client_id) or client_id)
-    upstreams = ranked(_tally(per_upstream), "upstream", lambda name: name)
+    upstreams = ranked(_tally(per_upstream), "upstream", lambda name: upstream_label(svc, name, locale))
     succeeded = sum(bucket["success"] for bucket in hours)
     failed = sum(bucket["failure"] for bucket in hours)
     attempts = succeeded + failed
@@ -95,7 +96,12 @@ async def session_alive(svc, cookie_digest: str) -> bool:
     return row is not None and row.expires_at > time.time()
 
 
-async def event_stream(svc, cookie_digest: str, *, poll: float = POLL_SECONDS,
+def upstream_label(svc, name: str | None, locale: str) -> str | None:
+    connector = svc.connectors.get(name) if name else None
+    return (connector.display_name.get(locale) or name) if connector else name
+
+
+async def event_stream(svc, cookie_digest: str, *, locale: str = "th", poll: float = POLL_SECONDS,
                        keep_alive: float = KEEP_ALIVE_SECONDS):
     """Server-sent events. Ends when the client goes away (Quart cancels the generator) or the
     admin's session ends (signed out elsewhere, expired)."""
@@ -105,7 +111,7 @@ async def event_stream(svc, cookie_digest: str, *, poll: float = POLL_SECONDS,
         if not await session_alive(svc, cookie_digest):
             yield b"event: signed-out\ndata: {}\n\n"
             return
-        current = await figures(svc)
+        current = await figures(svc, locale=locale)
         if changed(previous, current):
             yield f"data: {json.dumps(current, ensure_ascii=False)}\n\n".encode()
             previous, quiet_since = current, time.monotonic()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from quart import Quart, jsonify, request
+from quart import Quart, jsonify, redirect, request
 
 from op_proxy import i18n
 from op_proxy.clients.registry import sync_config_clients
@@ -76,6 +76,11 @@ def create_app(settings: Settings) -> Quart:
         log.info("page error status=%s detail=%s path=%s", error.status, mask_ids(str(error.detail)),
                  request.path)
         return await render_page("error.html", error.status, title=error.title, message=error.message)
+
+    @app.route("/favicon.ico")
+    async def favicon():
+        # Browsers ask for it on pages without <link rel="icon"> (JSON endpoints, for one).
+        return redirect("/static/favicon.svg", 301)
 
     @app.errorhandler(404)
     async def not_found(_error):

@@ -136,7 +136,7 @@ def test_an_admin_sees_a_sign_in_in_the_audit_log_the_csv_and_the_live_dashboard
     assert sum(hour["success"] for hour in figures["hours"]) == 1 and len(figures["hours"]) == 24
     assert {"client_id": "thaid-app", "name": "Allowed the national ID", "success": 1, "failure": 1} \
         in figures["clients"]
-    assert {"upstream": "local", "name": "local", "success": 1, "failure": 1} in figures["upstreams"]
+    assert {"upstream": "local", "name": "Demo accounts", "success": 1, "failure": 1} in figures["upstreams"]
     home = admin.get("/admin/")
     assert re.search(r'id="signins-24h">\s*1\s*<', home.text)
     assert '<script src="/admin/static/js/dashboard.js"></script>' in home.text and " style=" not in home.text

@@ -442,3 +442,33 @@ async def test_the_login_page_and_the_list_fit_a_phone(admin_server, open_page, 
     await expect(page.get_by_role("button", name="ออกจากระบบ")).to_be_visible()
     assert await scroll_width(page) <= PHONE["width"]
     await camera.shot(page, "menu-open")
+
+
+# -- 8. Every page -----------------------------------------------------------------------------------------------
+
+MENU_TH = ("แดชบอร์ด", "แอปพลิเคชัน", "บันทึกการตรวจสอบ", "ผู้ให้บริการยืนยันตัวตน", "กุญแจลงนาม", "ผู้ใช้และบทบาท")
+MENU_EN = ("Dashboard", "Applications", "Audit log", "Identity providers", "Signing keys", "Users and roles")
+
+
+async def test_every_page_of_the_menu_opens_in_thai_and_english_without_a_script_error(admin_server, open_page,
+                                                                                        camera, dialogs):
+    page = await open_page(admin_server)
+    # What the page's own scripts and the Content-Security-Policy would complain about.
+    problems = []
+    page.on("console", lambda message: message.type == "error" and problems.append(message.text))
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on("response", lambda response: response.status >= 400
+            and problems.append(f"{response.status} {response.url}"))
+    page.on("requestfailed", lambda request: request.resource_type != "eventsource"
+            and problems.append(f"{request.url}: {request.failure}"))
+    await sign_in(page, camera, "alice")
+
+    for language, menu in (("th", MENU_TH), ("en", MENU_EN)):
+        if language == "en":
+            await page.get_by_role("link", name="English").click()
+        for name in menu:
+            await page.locator("#admin-nav").get_by_role("link", name=name, exact=True).click()
+            await expect(page.get_by_role("heading", level=1)).to_have_text(name)
+            await expect(page.locator("html")).to_have_attribute("lang", language)
+            await camera.shot(page, f"{language}-{MENU_EN[menu.index(name)].lower().replace(' ', '-')}")
+    assert problems == [] and dialogs == []
