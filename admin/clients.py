@@ -11,7 +11,7 @@ from sqlalchemy import or_, select
 
 from admin.auth import admin_page, record_admin_action
 from op_proxy.claims.release import DEFAULT_CLIENT_SCOPES, SUPPORTED_SCOPES
-from op_proxy.clients.registry import ClientExists, create_client, new_client_secret
+from op_proxy.clients.registry import ClientExists, create_client, new_client_secret, seal
 from op_proxy.clients.validation import (
     AUTH_METHODS,
     CLIENT_LIFETIMES,
@@ -217,8 +217,9 @@ def attach(bp) -> None:
             elif fields["token_endpoint_auth_method"] in ("none", "private_key_jwt"):
                 row.secret_hash = None
             if fields["user_handler_secret"] == "pending":  # a user handler was added: it needs its secret
-                row.user_handler_secret = random_token(24)
-                new_secrets.append((_(API_SECRET_LABEL), row.user_handler_secret))
+                api_secret = random_token(24)
+                row.user_handler_secret = seal(services().keyring.data_key(), api_secret)
+                new_secrets.append((_(API_SECRET_LABEL), api_secret))
             row.updated_at = int(time.time())
         await record_admin_action("client_updated", client_id=client_id)
         if new_secrets:
@@ -240,7 +241,7 @@ def attach(bp) -> None:
                 row.legacy_key, row.legacy_use_global_key = encrypt(svc.keyring.data_key(), secret), False
                 label = _("HS256 key for ?token=")
             elif what == "api-secret" and row.user_handler_endpoint:
-                row.user_handler_secret, label = secret, _(API_SECRET_LABEL)
+                row.user_handler_secret, label = seal(svc.keyring.data_key(), secret), _(API_SECRET_LABEL)
             else:
                 raise PageError(_("Nothing to rotate"), _("This application has no such secret."), 400)
             row.updated_at = int(time.time())

@@ -7,7 +7,7 @@ import logging
 from quart import Quart, jsonify, redirect, request
 
 from op_proxy import i18n
-from op_proxy.clients.registry import sync_config_clients
+from op_proxy.clients.registry import seal_plaintext_api_secrets, sync_config_clients
 from op_proxy.config import Settings
 from op_proxy.errors import PageError
 from op_proxy.masking import mask_ids
@@ -54,6 +54,8 @@ def create_app(settings: Settings) -> Quart:
     async def start():
         await svc.db.upgrade()
         await sync_config_clients(svc.db, settings.clients, svc.keyring.data_key())
+        if sealed := await seal_plaintext_api_secrets(svc.db, svc.keyring.data_key()):
+            log.info("sealed %d user handler API secrets stored in plaintext before migration 0009", sealed)
         key = svc.keyring.ensure_signing_key()
         log.info("op-proxy serving issuer=%s signing_key=%s config=%s", settings.issuer, key.kid, settings.source)
 

@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import re
+import sqlite3
 import threading
 from html import unescape
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -189,7 +190,12 @@ def test_rotating_the_legacy_key_signs_the_next_token_with_the_new_key_only(make
     assert hs256_verifies(token, new_key) and not hs256_verifies(token, old_key)
 
 
-def test_a_new_app_with_a_user_handler_gets_both_secrets_and_rotation_reaches_the_handler(make_server):
+def stored_api_secret(database_url: str, client_id: str) -> str:
+    with sqlite3.connect(database_url.split("///", 1)[1]) as db:
+        return db.execute("SELECT user_handler_secret FROM clients WHERE client_id = ?", (client_id,)).fetchone()[0]
+
+
+def test_a_new_app_with_a_user_handler_gets_both_secrets_and_rotation_reaches_the_handler(make_server, database_url):
     api = AppUserApi()
     try:
         server = make_server()
@@ -198,6 +204,8 @@ def test_a_new_app_with_a_user_handler_gets_both_secrets_and_rotation_reaches_th
                                        user_handler_endpoint=api.url))
         assert set(shown) == {"Client secret", "User handler API secret (X-API-SECRET)"}
         secret, first_api_secret = shown["Client secret"], shown["User handler API secret (X-API-SECRET)"]
+        # op-proxy must send it on, so it cannot be hashed; it is kept encrypted with the data key.
+        assert first_api_secret not in stored_api_secret(database_url, "hr")
 
         # The app was given the first API secret; the admin then rotates it and gives the app the new one.
         api.secret = shown_secret(post_form(admin, server.url("/admin/clients/hr"),
@@ -208,6 +216,31 @@ def test_a_new_app_with_a_user_handler_gets_both_secrets_and_rotation_reaches_th
         url, _ = app.create_authorization_url(server.url("/authorize"), code_verifier="h" * 43)
         arrival = Person(server.issuer).sign_in(url)
         token = app.fetch_token(server.url("/token"), authorization_response=arrival.url, code_verifier="h" * 43)
+        assert verify_id_token(server.issuer, token["id_token"], "hr")["role"] == "editor"
+        assert api.seen == [api.secret]
+        assert api.secret not in stored_api_secret(database_url, "hr")
+    finally:
+        api.stop()
+
+
+def test_an_api_secret_an_older_op_proxy_stored_in_clear_is_sealed_at_the_next_start(make_server, database_url):
+    api = AppUserApi()
+    try:
+        server = make_server()
+        admin = signed_in_admin(server)
+        secret = shown_secrets(register(admin, server, client_id="hr", redirect_uris=APP_REDIRECT,
+                                        user_handler_endpoint=api.url))["Client secret"]
+        server.stop()
+        api.secret = "written-by-op-proxy-before-0009"
+        with sqlite3.connect(database_url.split("///", 1)[1]) as db:
+            db.execute("UPDATE clients SET user_handler_secret = ? WHERE client_id = 'hr'", (api.secret,))
+        server.start()
+        assert stored_api_secret(database_url, "hr") != api.secret
+
+        app = authlib_client(server.issuer, "hr", secret, APP_REDIRECT)
+        url, _ = app.create_authorization_url(server.url("/authorize"), code_verifier="o" * 43)
+        arrival = Person(server.issuer).sign_in(url)
+        token = app.fetch_token(server.url("/token"), authorization_response=arrival.url, code_verifier="o" * 43)
         assert verify_id_token(server.issuer, token["id_token"], "hr")["role"] == "editor"
         assert api.seen == [api.secret]
     finally:

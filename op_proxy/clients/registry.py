@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 from dataclasses import asdict
 
+from cryptography.fernet import InvalidToken
 from sqlalchemy import select
 
 from op_proxy.clients.validation import validate_client_fields
 from op_proxy.config import ClientSettings
-from op_proxy.security import encrypt, hash_secret, random_token
+from op_proxy.security import decrypt, encrypt, hash_secret, random_token
 from op_proxy.storage.models import Client
 
 EDITABLE_FIELDS = (
@@ -44,6 +45,8 @@ async def sync_config_clients(db, clients: tuple[ClientSettings, ...], data_key:
             row.secret_hash = fields.pop("client_secret_hash")
             legacy_key = fields.pop("legacy_key")
             row.legacy_key = encrypt(data_key, legacy_key) if legacy_key else None
+            api_secret = fields.pop("user_handler_secret")
+            row.user_handler_secret = encrypt(data_key, api_secret) if api_secret else None
             for name, value in fields.items():
                 if name == "client_id":
                     continue
@@ -53,6 +56,38 @@ async def sync_config_clients(db, clients: tuple[ClientSettings, ...], data_key:
         for client_id, row in existing.items():
             if row.source == "config" and client_id not in wanted:
                 row.enabled, row.updated_at = False, now
+
+
+def seal(data_key: bytes | None, secret: str | None) -> str | None:
+    """A secret op-proxy must send on (the user handler's X-API-SECRET), encrypted for the database."""
+    if secret is None:
+        return None
+    if data_key is None:
+        raise ValueError("a secret op-proxy sends on needs the data key to be stored")
+    return encrypt(data_key, secret)
+
+
+def unseal(data_key: bytes, sealed: str | None) -> str | None:
+    return decrypt(data_key, sealed) if sealed else None
+
+
+def is_sealed(data_key: bytes, value: str) -> bool:
+    try:
+        decrypt(data_key, value)
+    except InvalidToken:
+        return False
+    return True
+
+
+async def seal_plaintext_api_secrets(db, data_key: bytes) -> int:
+    """API secrets stored before they were encrypted (migration 0009), encrypted now; how many."""
+    sealed = 0
+    async with db.transaction() as session:
+        for client in (await session.scalars(select(Client).where(Client.user_handler_secret.is_not(None)))).all():
+            if not is_sealed(data_key, client.user_handler_secret):
+                client.user_handler_secret = encrypt(data_key, client.user_handler_secret)
+                sealed += 1
+    return sealed
 
 
 def new_client_secret() -> str:
@@ -88,7 +123,7 @@ async def create_client(db, fields: dict, data_key: bytes | None = None, limits=
         legacy_token_lifetime=fields.get("legacy_token_lifetime", 3600), legacy_default=False,
         php_session=fields.get("php_session"),
         user_handler_endpoint=fields.get("user_handler_endpoint"),
-        user_handler_secret=fields.get("user_handler_secret"),
+        user_handler_secret=seal(data_key, fields.get("user_handler_secret")),
         access_token_lifetime=fields.get("access_token_lifetime"), id_token_lifetime=fields.get("id_token_lifetime"),
         refresh_token_lifetime=fields.get("refresh_token_lifetime"),
         created_at=now, updated_at=now,

@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from op_proxy import audit
 from op_proxy.claims.subjects import subject_for
+from op_proxy.clients.registry import unseal
 from op_proxy.errors import PageError, RedirectableError
 from op_proxy.i18n import N_
 from op_proxy.i18n import gettext as _
@@ -79,7 +80,8 @@ async def ask_user_handler(svc: Services, client: Client, sso: SsoSession, scope
     account = await account_by_sub(svc.db, sso.sub)
     try:
         sub = subject_for(sso.sub, client, svc.keyring.subject_salt())
-        answer = await user_handler.ask_app(svc.http, client, account.profile, sub, scopes)
+        api_secret = unseal(svc.keyring.data_key(), client.user_handler_secret)
+        answer = await user_handler.ask_app(svc.http, client, api_secret, account.profile, sub, scopes)
     except user_handler.UserHandlerFailed as failure:
         await audit.record(svc.db, "user_handler", outcome="failure", client_id=client.client_id, sub=sso.sub,
                            ip=client_ip(), reason=failure.reason)

@@ -36,14 +36,15 @@ def payload(profile: dict, sub: str, scopes: list[str], allowed_scopes) -> dict:
     }
 
 
-async def ask_app(http: httpx.AsyncClient, client, profile: dict, sub: str, scopes: list[str]) -> dict:
-    """``sub`` is the one this client knows the person by."""
+async def ask_app(http: httpx.AsyncClient, client, api_secret: str, profile: dict, sub: str,
+                  scopes: list[str]) -> dict:
+    """``sub`` is the one this client knows the person by; ``api_secret`` its X-API-SECRET, unsealed."""
     # The app's answer (a JSON object), or UserHandlerFailed with a reason fit for the audit log.
     body = json.dumps(payload(profile, sub, scopes, client.allowed_scopes), ensure_ascii=False).encode()
     try:
         response = await http.post(client.user_handler_endpoint, content=body, timeout=TIMEOUT_SECONDS,
                                    headers={"Content-Type": "application/json",
-                                            "X-API-SECRET": client.user_handler_secret})
+                                            "X-API-SECRET": api_secret})
     except httpx.TimeoutException:
         raise UserHandlerFailed("timeout") from None
     except httpx.HTTPError as exc:

@@ -31,7 +31,7 @@ class Client(Base):
     subject_type: Mapped[str] = mapped_column(String(16), default="public")
     # The app's own user API (the old gateway's contract); the secret is sent, so it is kept as is.
     user_handler_endpoint: Mapped[str | None] = mapped_column(URI)
-    user_handler_secret: Mapped[str | None] = mapped_column(NAME)
+    user_handler_secret: Mapped[str | None] = mapped_column(Text)  # X-API-SECRET, encrypted with the data key
     # Front door: "oidc", or the old gateway's "query_token" (?token=<HS256 JWT>) or "php_session".
     mode: Mapped[str] = mapped_column(String(16), default="oidc")
     legacy_key: Mapped[str | None] = mapped_column(Text)  # the HS256 key, encrypted with the data key
