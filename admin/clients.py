@@ -233,8 +233,15 @@ def attach(bp) -> None:
         editable(client)
         secret = random_token(32) if what != "api-secret" else random_token(24)
         svc = services()
+        version = (await request.form).get("version", "")
         async with svc.db.transaction() as session:
             row = await session.get(Client, client_id)
+            if version != str(row.updated_at):
+                # A resubmitted form (reload, back button) or another admin's change since the page was
+                # opened: rotating again would silently replace the secret the admin has just copied.
+                raise PageError(_("Nothing was rotated"),
+                                _("This application changed after the page was opened (or the form was sent "
+                                  "twice). Open the application again to rotate its secret."), 409)
             if what == "secret" and row.token_endpoint_auth_method in ("client_secret_basic", "client_secret_post"):
                 row.secret_hash, label = hash_secret(secret), _("Client secret")
             elif what == "legacy-key" and row.mode == "query_token":
@@ -244,7 +251,7 @@ def attach(bp) -> None:
                 row.user_handler_secret, label = seal(svc.keyring.data_key(), secret), _(API_SECRET_LABEL)
             else:
                 raise PageError(_("Nothing to rotate"), _("This application has no such secret."), 400)
-            row.updated_at = int(time.time())
+            row.updated_at = max(int(time.time()), row.updated_at + 1)  # every rotation a new version
         await record_admin_action("client_secret_rotated", client_id=client_id, secret=what)
         return await secret_page(await load(client_id), [(label, secret)])
 

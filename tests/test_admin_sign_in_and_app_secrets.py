@@ -15,7 +15,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 
-from tests.support.admin import ADMIN_PASSWORD, create_admin, csrf_token, post_form, signed_in_admin, try_password
+from tests.support.admin import (
+    ADMIN_PASSWORD,
+    create_admin,
+    csrf_token,
+    hidden_fields,
+    post_form,
+    signed_in_admin,
+    try_password,
+)
 from tests.support.person import Arrival, Page, Person
 from tests.support.rp import authlib_client, verify_id_token
 from tests.support.server import DEMO_PROFILE, free_port
@@ -165,11 +173,17 @@ def test_rotating_the_client_secret_retires_the_old_one_at_once(make_server):
     first = shown_secret(register(admin, server, client_id="payroll", redirect_uris=APP_REDIRECT))
     assert client_authenticates(server, "payroll", first)
 
-    second = shown_secret(post_form(admin, server.url("/admin/clients/payroll"),
-                                    "/admin/clients/payroll/rotate/secret"))
+    page = admin.http.get(server.url("/admin/clients/payroll")).text
+    rotate = {"csrf_token": csrf_token(page), **hidden_fields(page, "/admin/clients/payroll/rotate/secret")}
+    second = shown_secret(admin.http.post(server.url("/admin/clients/payroll/rotate/secret"), data=rotate))
     assert second != first
     assert client_authenticates(server, "payroll", second)
     assert not client_authenticates(server, "payroll", first)
+
+    # The same form sent again (a reload of the answer, the back button) rotates nothing.
+    again = admin.http.post(server.url("/admin/clients/payroll/rotate/secret"), data=rotate)
+    assert again.status_code == 409 and "Nothing was rotated" in again.text and "secret-value" not in again.text
+    assert client_authenticates(server, "payroll", second)
     # Shown once: the application's page never shows it again.
     assert second not in admin.http.get(server.url("/admin/clients/payroll")).text
 

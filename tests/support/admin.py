@@ -59,9 +59,18 @@ def admin_browser(server, username: str, password: str = ADMIN_PASSWORD) -> http
     return http
 
 
+def hidden_fields(html: str, action: str) -> dict:
+    """The hidden inputs of the page's form that posts to ``action`` (the CSRF token, a version ...)."""
+    form = re.search(rf'<form[^>]*action="{re.escape(action)}"[^>]*>(.*?)</form>', html, re.S)
+    body = form.group(1) if form else ""
+    return {unescape(name): unescape(value) for name, value in
+            re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', body)}
+
+
 def post_form(person: Person, page_url: str, action: str, **fields) -> httpx.Response:
-    """Submit one of the panel's forms, with the CSRF token the page carries."""
+    """Submit one of the panel's forms as a browser would: its hidden fields (the CSRF token first of
+    all) and ``fields``."""
     page = person.http.get(page_url)
     assert page.status_code == 200, page.text
-    return person.http.post(page_url.split("/admin/")[0] + action,
-                            data={"csrf_token": csrf_token(page.text), **fields})
+    data = {"csrf_token": csrf_token(page.text), **hidden_fields(page.text, action), **fields}
+    return person.http.post(page_url.split("/admin/")[0] + action, data=data)
