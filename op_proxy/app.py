@@ -29,6 +29,7 @@ SECURITY_HEADERS = {
 
 def create_app(settings: Settings) -> Quart:
     import admin
+    from op_proxy import operations
     from op_proxy.legacy import routes as legacy
     from op_proxy.provider import (
         authorize,
@@ -45,7 +46,7 @@ def create_app(settings: Settings) -> Quart:
     app.jinja_env.add_extension("jinja2.ext.i18n")
     app.jinja_env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)
     app.extensions["op_proxy"] = svc = Services.build(settings)
-    for module in (discovery, authorize, finish, token, userinfo, introspection, logout, pages, legacy):
+    for module in (discovery, authorize, finish, token, userinfo, introspection, logout, pages, legacy, operations):
         app.register_blueprint(module.blueprint)
     callbacks.register(app, svc.connectors)
     admin.register(app)
@@ -93,19 +94,6 @@ def create_app(settings: Settings) -> Quart:
     @app.errorhandler(405)
     async def method_not_allowed(_error):
         return jsonify({"error": "invalid_request", "error_description": "method not allowed"}), 405
-
-    @app.route("/healthz")
-    async def healthz():
-        return jsonify({"status": "ok"})
-
-    @app.route("/readyz")
-    async def readyz():
-        from sqlalchemy import text
-
-        async with svc.db.session() as session:
-            await session.execute(text("SELECT 1"))
-        svc.keyring.signing_key()
-        return jsonify({"status": "ready"})
 
     @app.route("/")
     async def home():

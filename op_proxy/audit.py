@@ -11,6 +11,7 @@ import logging
 import time
 
 from op_proxy.masking import mask_ids
+from op_proxy.operations import count_event
 from op_proxy.storage.models import AuditEvent
 
 log = logging.getLogger("op_proxy.audit")
@@ -20,6 +21,7 @@ async def record(db, event: str, *, outcome: str = "success", client_id: str | N
                  sub: str | None = None, upstream: str | None = None, ip: str | None = None,
                  **detail) -> None:
     detail = mask_ids(detail)
+    count_event(event, outcome, upstream)
     async with db.transaction() as session:
         session.add(AuditEvent(at=int(time.time()), event=event, outcome=outcome, client_id=client_id,
                                sub=sub, upstream=upstream, ip=ip, detail=detail))

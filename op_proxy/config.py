@@ -33,6 +33,7 @@ class ServerSettings:
     session_lifetime: int = 8 * 3600
     default_locale: str = "th"
     trust_forwarded_headers: bool = False
+    metrics: bool = True  # Prometheus text at /metrics (counts only: nothing about a person)
 
 
 @dataclass(frozen=True)
@@ -206,7 +207,14 @@ def apply_environment_overrides(raw: dict, environ: dict) -> None:
             node[path[-1]] = coerce_like(node.get(path[-1]), value)
 
 
+class FromEnvironment(str):
+    """A value an ``OP_PROXY_*`` variable gave for a key the file leaves out: text, read as whatever
+    type the key wants (``OP_PROXY_SERVER_METRICS=false`` is a boolean, ``…_CLIENT_ID=12345`` text)."""
+
+
 def coerce_like(current: Any, value: str) -> Any:
+    if current is None:
+        return FromEnvironment(value)
     if isinstance(current, bool):
         return value.lower() in ("1", "true", "yes", "on")
     if isinstance(current, int):
@@ -214,6 +222,22 @@ def coerce_like(current: Any, value: str) -> Any:
             return int(value)
         except ValueError:
             return value
+    return value
+
+
+def from_environment(value: FromEnvironment, kind: type | tuple) -> Any:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if str in kinds:
+        return str(value)
+    if bool in kinds and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        return value.lower() in ("1", "true", "yes", "on")
+    if int in kinds and value.strip().lstrip("-").isdigit():
+        return int(value)
+    if float in kinds:
+        try:
+            return float(value)
+        except ValueError:
+            pass
     return value
 
 
@@ -237,6 +261,8 @@ class _Reader:
                 self.fail(name, "is required")
             return default
         value = self.table[name]
+        if isinstance(value, FromEnvironment):
+            value = from_environment(value, kind)
         if kind is int and isinstance(value, bool) or not isinstance(value, kind):
             names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
             self.fail(name, f"must be of type {names}, got {value!r}")
@@ -318,6 +344,7 @@ def parse_server(r: _Reader) -> ServerSettings:
         session_lifetime=r.positive_int("session_lifetime", 8 * 3600),
         default_locale=locale,
         trust_forwarded_headers=r.get("trust_forwarded_headers", bool, False),
+        metrics=r.get("metrics", bool, True),
     )
 
 

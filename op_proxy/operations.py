@@ -1,0 +1,86 @@
+"""What operators and their monitoring ask of a running op-proxy: /healthz, /readyz and /metrics.
+
+Metrics are per process (as Prometheus expects of several processes behind one load balancer: scrape
+each); the figures that live in the shared database (active SSO sessions) are read at each scrape.
+Labels hold only bounded, non-personal values: event names, outcomes, upstream names, route templates
+and status codes, never a client_id typed by a stranger, a sub or anything about a person.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from quart import Blueprint, g, jsonify, request
+from sqlalchemy import func, select, text
+
+from op_proxy.services import services
+from op_proxy.storage.models import SsoSession
+
+log = logging.getLogger("op_proxy.operations")
+
+REGISTRY = CollectorRegistry()
+EVENTS = Counter("op_proxy_events", "Audit events (sign-ins, token issuance, refusals, admin actions)",
+                 ["event", "outcome", "upstream"], registry=REGISTRY)
+REQUESTS = Histogram("op_proxy_http_request_duration_seconds", "HTTP requests by route and status",
+                     ["method", "route", "status"], registry=REGISTRY,
+                     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+ACTIVE_SESSIONS = Gauge("op_proxy_active_sso_sessions", "SSO sessions not ended nor expired (all processes)",
+                        registry=REGISTRY)
+SIGNING_KEY_AGE = Gauge("op_proxy_signing_key_age_seconds", "Age of the key signing tokens now", registry=REGISTRY)
+
+blueprint = Blueprint("operations", __name__)
+
+
+def count_event(event: str, outcome: str, upstream: str | None) -> None:
+    EVENTS.labels(event, outcome, upstream or "").inc()
+
+
+@blueprint.before_app_request
+async def start_timer():
+    g.request_started = time.perf_counter()
+
+
+@blueprint.after_app_request
+async def observe(response):
+    started = g.get("request_started")
+    if started is not None:
+        # The route's template (/callback/<name>), never the path itself: paths carry ids and tokens.
+        route = request.url_rule.rule if request.url_rule is not None else "(no route)"
+        REQUESTS.labels(request.method, route, str(response.status_code)).observe(time.perf_counter() - started)
+    return response
+
+
+@blueprint.route("/healthz")
+async def healthz():
+    """The process answers."""
+    return jsonify({"status": "ok"})
+
+
+@blueprint.route("/readyz")
+async def readyz():
+    """The process can serve sign-ins: its database answers, migrated, and it has a key to sign with."""
+    svc = services()
+    try:
+        async with svc.db.session() as session:
+            await session.execute(text("SELECT version_num FROM alembic_version"))
+        svc.keyring.signing_key()
+    except Exception as exc:  # whatever is down, the answer is the same: not ready
+        log.warning("not ready: %s", type(exc).__name__)
+        return jsonify({"status": "not ready", "reason": type(exc).__name__}), 503
+    return jsonify({"status": "ready"})
+
+
+@blueprint.route("/metrics")
+async def metrics():
+    svc = services()
+    if not svc.settings.server.metrics:
+        return jsonify({"error": "not_found"}), 404
+    now = int(time.time())
+    async with svc.db.session() as session:
+        ACTIVE_SESSIONS.set(await session.scalar(select(func.count()).select_from(SsoSession).where(
+            SsoSession.ended_at.is_(None), SsoSession.expires_at > now)) or 0)
+    key = svc.keyring.signing_key()
+    SIGNING_KEY_AGE.set(max(0, now - (key.signs_from or now)))
+    return generate_latest(REGISTRY), 200, {"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"}

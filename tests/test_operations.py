@@ -1,0 +1,80 @@
+"""What an operator's monitoring sees: /healthz, /readyz and Prometheus /metrics, and nothing about a
+person in any of them."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.person import Person
+from tests.support.rp import authlib_client, verify_id_token
+from tests.support.server import DEMO_PROFILE
+
+
+def samples(server) -> dict[tuple, float]:
+    """Every sample of /metrics as {(name, (label, value), ...): value}, parsed by Prometheus' own parser."""
+    answer = httpx.get(server.url("/metrics"))
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain")
+    found = {}
+    for family in text_string_to_metric_families(answer.text):
+        for sample in family.samples:
+            found[(sample.name, *sorted(sample.labels.items()))] = sample.value
+    return found
+
+
+def sign_in_once_after_a_wrong_password(server) -> dict:
+    app = authlib_client(server.issuer, "demo", "demo-secret", "http://127.0.0.1:5000/callback")
+    url, _ = app.create_authorization_url(server.url("/authorize"), code_verifier="m" * 43)
+    person = Person(server.issuer)
+    person.submit_password(person.visit(url), password="not-the-password")
+    arrival = person.sign_in(url)
+    token = app.fetch_token(server.url("/token"), authorization_response=arrival.url, code_verifier="m" * 43)
+    return {"token": token, "claims": verify_id_token(server.issuer, token["id_token"], "demo")}
+
+
+def test_metrics_count_sign_ins_and_requests_and_say_nothing_about_the_person(make_server):
+    server = make_server()
+    before = samples(server)
+    signed_in = sign_in_once_after_a_wrong_password(server)
+
+    after = samples(server)
+    success = ("op_proxy_events_total", ("event", "sign_in"), ("outcome", "success"), ("upstream", "local"))
+    failure = ("op_proxy_events_total", ("event", "sign_in"), ("outcome", "failure"), ("upstream", "local"))
+    issued = ("op_proxy_events_total", ("event", "tokens_issued"), ("outcome", "success"), ("upstream", ""))
+    assert after[success] - before.get(success, 0) == 1
+    assert after[failure] - before.get(failure, 0) == 1
+    assert after[issued] - before.get(issued, 0) == 1
+    assert after[("op_proxy_active_sso_sessions",)] == 1
+    assert after[("op_proxy_signing_key_age_seconds",)] >= 0
+    token_requests = ("op_proxy_http_request_duration_seconds_count", ("method", "POST"), ("route", "/token"),
+                      ("status", "200"))
+    assert after[token_requests] == 1
+
+    text = httpx.get(server.url("/metrics")).text
+    for private in (DEMO_PROFILE["pid"], signed_in["claims"]["sub"], "demo-secret", signed_in["token"]["access_token"],
+                    "สมชาย"):
+        assert private not in text
+    # Routes are templates: the per-login path of the password form is not a label of its own.
+    assert not re.search(r'route="/login/[A-Za-z0-9_-]{16,}', text)
+
+
+def test_metrics_can_be_turned_off(make_server):
+    server = make_server(env={"OP_PROXY_SERVER_METRICS": "false"})
+    assert httpx.get(server.url("/metrics")).status_code == 404
+
+
+@pytest.mark.parametrize("database_url", ["mariadb"], indirect=True)
+def test_ready_only_while_the_database_answers(make_server, database_url):
+    from tests.support.databases import _connect
+
+    server = make_server()
+    assert httpx.get(server.url("/readyz")).json() == {"status": "ready"}
+    name = database_url.rsplit("/", 1)[1].split("?")[0]
+    with _connect().cursor() as cursor:
+        cursor.execute(f"DROP DATABASE `{name}`")  # the database is gone (restored from the wrong backup, say)
+    not_ready = httpx.get(server.url("/readyz"))
+    assert not_ready.status_code == 503 and not_ready.json()["status"] == "not ready"
+    assert httpx.get(server.url("/healthz")).json() == {"status": "ok"}  # the process itself still answers
