@@ -52,9 +52,15 @@ def mask_national_ids(value) -> str:
     return "" if value is None else formatting.mask_ids(str(value))
 
 
+FORMULA_STARTS = ("=", "+", "-", "@")
+
+
 def spreadsheet_safe(text: str) -> str:
-    """A cell a spreadsheet will not run as a formula (a typed admin username can start with ``=``)."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    """A cell a spreadsheet will not run as a formula (a typed admin username can start with ``=``),
+    however much white space or how many control characters come before it (OWASP CSV injection)."""
+    stripped = text.lstrip("".join(chr(code) for code in range(33)))
+    starts_badly = text[:1] in ("\t", "\r", "\n") or stripped[:1] in FORMULA_STARTS
+    return "'" + text if starts_badly else text
 
 
 @dataclass

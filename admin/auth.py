@@ -4,10 +4,11 @@ and two roles — ``admin`` (writes) and ``viewer`` (reads)."""
 from __future__ import annotations
 
 import functools
+import re
 import time
 
 from quart import g, redirect, request
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 
 from op_proxy import audit
 from op_proxy.i18n import gettext as _
@@ -26,7 +27,12 @@ LOCKOUT_SECONDS = 15 * 60
 ROLES = ("admin", "viewer")
 
 
+ADMIN_NAME = re.compile(r"[A-Za-z0-9._@-]{1,64}")  # no ":": "sso:" names belong to admins who sign in via SSO
+
+
 async def create_admin(db, username: str, password: str, role: str = "admin") -> Admin:
+    if not ADMIN_NAME.fullmatch(username):
+        raise ValueError("the username may hold letters, digits and . _ @ - (64 at most)")
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     if len(password) < 10:
@@ -62,8 +68,9 @@ def csrf_ok(expected: str, form) -> bool:
     return bool(expected) and constant_time_equals(sent, expected)
 
 
-def admin_page(role: str = "viewer"):
-    """Every admin route: signed in, the right role for writes, and a CSRF token on every POST."""
+def admin_page(changes_something: bool = True):
+    """Every admin route: signed in, and on every POST a CSRF token and, where the POST changes
+    something (all but signing out), the admin role."""
     def decorate(view):
         @functools.wraps(view)
         async def wrapper(*args, **kwargs):
@@ -77,7 +84,7 @@ def admin_page(role: str = "viewer"):
                     return await render_page("admin/error.html", 400, title=_("Request refused"),
                                              message=_("The form had expired or did not come from this panel. "
                                                        "Reload the page and try again."))
-                if admin.role != "admin":
+                if changes_something and admin.role != "admin":
                     return await render_page("admin/error.html", 403, title=_("Not allowed"),
                                              message=_("Your role (viewer) can look but not change anything."))
             return await view(*args, **kwargs)
@@ -86,7 +93,9 @@ def admin_page(role: str = "viewer"):
 
 
 async def record_admin_action(action: str, **detail) -> None:
-    await audit.record(services().db, "admin_action", ip=client_ip(), admin=g.admin.username, action=action,
+    sso_sub = g.admin.username.removeprefix(SSO_PREFIX) if g.admin.username.startswith(SSO_PREFIX) else None
+    await audit.record(services().db, "admin_action", ip=client_ip(), admin=g.admin.shown_name, sub=sso_sub,
+                       action=action,
                        **detail)
 
 
@@ -108,20 +117,26 @@ def sso_role(svc, groups) -> str | None:
     return None
 
 
+SSO_PREFIX = "sso:"
+
+
 @flow.front_door("admin")
 async def finish_admin_sign_in(svc, pending, login_id: str, sso):
-    """Signed in through op-proxy itself: an admin (or viewer) if a configured group says so."""
+    """Signed in through op-proxy itself: an admin (or viewer) if a configured group says so. The admin
+    row is keyed on the person's account (one per upstream and upstream subject), never on a display
+    claim such as a username two people could share."""
     if not await flow.mark_finished(svc, login_id):
         return redirect("/admin/", 303)
     account = await account_by_sub(svc.db, sso.sub)
     role = sso_role(svc, account.profile.get("groups"))
-    name = account.profile.get("username") or account.profile.get("email") or sso.sub
+    shown = f"{sso.upstream}:{account.profile.get('username') or account.profile.get('email') or sso.sub}"
+    username = SSO_PREFIX + sso.sub
     if role is None:
+        await forget_sso_admin(svc, username)  # no longer in the groups: no longer an admin, anywhere
         await audit.record(svc.db, "admin_sign_in", outcome="failure", sub=sso.sub, upstream=sso.upstream,
-                           ip=client_ip(), admin=name, reason="not_in_admin_group")
+                           ip=client_ip(), admin=shown, reason="not_in_admin_group")
         return await render_page("admin/error.html", 403, title=_("Not allowed"),
                                  message=_("You signed in, but you are not in a group allowed to run op-proxy."))
-    username = f"{sso.upstream}:{name}"
     async with svc.db.transaction() as session:
         admin = await session.scalar(select(Admin).where(Admin.username == username))
         if admin is None:
@@ -129,10 +144,18 @@ async def finish_admin_sign_in(svc, pending, login_id: str, sso):
             admin = Admin(username=username, password_hash="!sso", role=role, failed_attempts=0,
                           created_at=int(time.time()))
             session.add(admin)
-        admin.role, admin.last_sign_in_at = role, int(time.time())
-    await audit.record(svc.db, "admin_sign_in", sub=sso.sub, upstream=sso.upstream, ip=client_ip(), admin=username,
+        admin.role, admin.display_name, admin.last_sign_in_at = role, shown, int(time.time())
+    await audit.record(svc.db, "admin_sign_in", sub=sso.sub, upstream=sso.upstream, ip=client_ip(), admin=shown,
                        via="sso")
     return await start_admin_session(svc, admin, redirect("/admin/", 303))
+
+
+async def forget_sso_admin(svc, username: str) -> None:
+    async with svc.db.transaction() as session:
+        admin = await session.scalar(select(Admin).where(Admin.username == username))
+        if admin is not None:
+            await session.execute(delete(AdminSession).where(AdminSession.admin_id == admin.id))
+            await session.delete(admin)
 
 
 def attach(bp) -> None:
@@ -170,7 +193,7 @@ def attach(bp) -> None:
         return await start_admin_session(svc, admin, redirect("/admin/", 303))
 
     @bp.route("/logout", methods=["POST"])
-    @admin_page()
+    @admin_page(changes_something=False)  # a viewer signs out too
     async def logout():
         svc = services()
         async with svc.db.transaction() as session:
@@ -181,27 +204,49 @@ def attach(bp) -> None:
         return response
 
 
+# Checked when the username is unknown, so that an unknown name costs as long as a wrong password.
+_DUMMY_HASH = hash_secret(random_token())
+
+
+async def count_attempt(svc, username: str, now: int) -> int | None:
+    """Count this attempt before the password is checked, in one atomic UPDATE, so that guesses sent
+    all at once cannot each read the same old count. The attempt's number; None while locked (or
+    for an unknown name)."""
+    async with svc.db.transaction() as session:
+        counted = await session.execute(
+            update(Admin).where(Admin.username == username,
+                                or_(Admin.locked_until.is_(None), Admin.locked_until <= now))
+            .values(failed_attempts=Admin.failed_attempts + 1))
+        if counted.rowcount == 0:
+            return None
+        attempt = await session.scalar(select(Admin.failed_attempts).where(Admin.username == username))
+        if attempt > MAX_FAILED_ATTEMPTS:
+            # Beyond the allowance: lock now, whatever this guess is.
+            await session.execute(update(Admin).where(Admin.username == username)
+                                  .values(locked_until=now + LOCKOUT_SECONDS, failed_attempts=0))
+        elif attempt == MAX_FAILED_ATTEMPTS:
+            # The last allowed guess: the account is locked from now on unless it is right (success
+            # lifts the lock); the count starts again once the lock has run out.
+            await session.execute(update(Admin).where(Admin.username == username)
+                                  .values(locked_until=now + LOCKOUT_SECONDS, failed_attempts=0))
+    return attempt if attempt <= MAX_FAILED_ATTEMPTS else None
+
+
 async def check_password(svc, username: str, password: str) -> str | None:
-    """None when the password is right; otherwise the message to show. Locks after repeated failures."""
+    """None when the password is right; otherwise the message to show. After MAX_FAILED_ATTEMPTS
+    wrong guesses the account is locked for LOCKOUT_SECONDS. The message and the time taken are the
+    same for a wrong password, an unknown name and a locked account, so none of them tells which
+    names exist."""
     now = int(time.time())
     async with svc.db.session() as session:
         admin = await session.scalar(select(Admin).where(Admin.username == username))
-    if admin is not None and admin.locked_until and admin.locked_until > now:
-        await audit.record(svc.db, "admin_sign_in", outcome="failure", ip=client_ip(), admin=username,
-                           reason="locked")
-        return _("Too many failed attempts: this account is locked for %(minutes)d minutes.",
-                 minutes=max(1, (admin.locked_until - now + 59) // 60))
-    valid = await verify_secret(admin.password_hash if admin else None, password)
-    if admin is None or not valid:
-        if admin is not None:
-            failures = admin.failed_attempts + 1
-            async with svc.db.transaction() as session:
-                await session.execute(update(Admin).where(Admin.id == admin.id).values(
-                    failed_attempts=failures,
-                    locked_until=now + LOCKOUT_SECONDS if failures >= MAX_FAILED_ATTEMPTS else admin.locked_until))
-        await audit.record(svc.db, "admin_sign_in", outcome="failure", ip=client_ip(), admin=username,
-                           reason="wrong_password")
-        return _("Wrong username or password. Try again.")
+    attempt = await count_attempt(svc, username, now) if admin is not None else None
+    valid = await verify_secret(admin.password_hash if admin is not None else _DUMMY_HASH, password)
+    if admin is None or attempt is None or not valid:
+        reason = "locked" if admin is not None and attempt is None else "wrong_password"
+        await audit.record(svc.db, "admin_sign_in", outcome="failure", ip=client_ip(), admin=username, reason=reason)
+        return _("Wrong username or password. After %(attempts)d failed attempts an account is locked for "
+                 "%(minutes)d minutes.", attempts=MAX_FAILED_ATTEMPTS, minutes=LOCKOUT_SECONDS // 60)
     async with svc.db.transaction() as session:
         await session.execute(update(Admin).where(Admin.id == admin.id).values(
             failed_attempts=0, locked_until=None, last_sign_in_at=now))

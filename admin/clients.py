@@ -14,6 +14,7 @@ from op_proxy.claims.release import DEFAULT_CLIENT_SCOPES, SUPPORTED_SCOPES
 from op_proxy.clients.registry import ClientExists, create_client, new_client_secret, seal
 from op_proxy.clients.validation import (
     AUTH_METHODS,
+    CLIENT_ID,
     CLIENT_LIFETIMES,
     MODES,
     ClientValidationError,
@@ -155,7 +156,10 @@ def attach(bp) -> None:
             statement = statement.where(or_(Client.client_id.like(like), Client.name.like(like)))
         async with services().db.session() as session:
             found = list((await session.scalars(statement)).all())
-        return await render_page("admin/clients.html", clients=found, query=query)
+        # Only a name that could be a client_id: the link is a URL anyone could send an admin.
+        deleted = request.args.get("deleted", "")
+        return await render_page("admin/clients.html", clients=found, query=query,
+                                 deleted=deleted if CLIENT_ID.fullmatch(deleted) else None)
 
     @bp.route("/clients/new", methods=["GET", "POST"])
     @admin_page()

@@ -15,6 +15,7 @@ from admin import formatting
 from admin.auth import admin_page, record_admin_action
 from op_proxy.errors import PageError
 from op_proxy.i18n import gettext as _
+from op_proxy.masking import NATIONAL_ID
 from op_proxy.services import services
 from op_proxy.storage.models import User
 from op_proxy.web import render_page
@@ -65,6 +66,8 @@ def attach(bp) -> None:
         role = (await request.form).get("role", "").strip()
         if not role or len(role) > MAX_ROLE_LENGTH:
             return await users_page(error=_("A role is 1 to %(max)d characters.", max=MAX_ROLE_LENGTH), status=400)
+        if NATIONAL_ID.search(role):  # a role is seen by every admin and app: never a person's national ID
+            return await users_page(error=_("A role cannot hold a national ID number."), status=400)
         async with services().db.transaction() as session:
             user = await session.get(User, user_id)
             if user is None:

@@ -10,7 +10,7 @@ from op_proxy import i18n
 from op_proxy.clients.registry import seal_plaintext_api_secrets, sync_config_clients
 from op_proxy.config import Settings
 from op_proxy.errors import PageError
-from op_proxy.masking import mask_ids
+from op_proxy.masking import loggable
 from op_proxy.services import Services
 from op_proxy.web import LANGUAGE_COOKIE, render_page, set_cookie, use_locale
 
@@ -69,6 +69,9 @@ def create_app(settings: Settings) -> Quart:
     async def headers(response):
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
+        if settings.issuer.startswith("https://"):
+            # Browsers that once reached op-proxy over https never try plain http again (RFC 6797).
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
         chosen = request.args.get("lang")
         if chosen in i18n.SUPPORTED_LOCALES:
             set_cookie(response, LANGUAGE_COOKIE, chosen, max_age=365 * 86400)
@@ -76,8 +79,8 @@ def create_app(settings: Settings) -> Quart:
 
     @app.errorhandler(PageError)
     async def page_error(error: PageError):
-        log.info("page error status=%s detail=%s path=%s", error.status, mask_ids(str(error.detail)),
-                 request.path)
+        log.info("page error status=%s detail=%s path=%s", error.status, loggable(error.detail),
+                 loggable(request.path))
         return await render_page("error.html", error.status, title=error.title, message=error.message)
 
     @app.route("/favicon.ico")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 
-from op_proxy.masking import mask_ids
+from op_proxy.masking import loggable, mask_ids
 from op_proxy.operations import count_event
 from op_proxy.storage.models import AuditEvent
 
@@ -25,5 +25,5 @@ async def record(db, event: str, *, outcome: str = "success", client_id: str | N
     async with db.transaction() as session:
         session.add(AuditEvent(at=int(time.time()), event=event, outcome=outcome, client_id=client_id,
                                sub=sub, upstream=upstream, ip=ip, detail=detail))
-    log.info("audit event=%s outcome=%s client=%s upstream=%s sub=%s %s", event, outcome, client_id,
-             upstream, sub, mask_ids(" ".join(f"{k}={v}" for k, v in sorted(detail.items()))))
+    fields = {"event": event, "outcome": outcome, "client": client_id, "upstream": upstream, "sub": sub, **detail}
+    log.info("audit %s", " ".join(f"{key}={loggable(value)}" for key, value in fields.items()))

@@ -6,6 +6,7 @@ one anywhere (an admin sign-in name, a search box) and the log must never hold i
 
 from __future__ import annotations
 
+import json
 import re
 
 # A Thai national ID: 13 digits, sometimes written 1-1007-00000-01-9 or with spaces.
@@ -29,3 +30,13 @@ def mask_ids(value):
     if isinstance(value, int) and not isinstance(value, bool) and len(str(abs(value))) == 13:
         return mask_pid(value)
     return value
+
+
+def loggable(value) -> str:
+    """A value as one log field: national IDs masked, and quoted as JSON when it holds a space, a
+    quote, an "=" or a control character, so that text a stranger typed (a sign-in name with a line
+    break) can never forge a log line or a field of its own."""
+    text = mask_ids(str(value))
+    if text == "" or any(ch.isspace() or ch in '"=\\' or not ch.isprintable() for ch in text):
+        return json.dumps(text, ensure_ascii=False)
+    return text

@@ -49,6 +49,8 @@ def test_a_csv_cell_never_starts_a_spreadsheet_formula():
     assert spreadsheet_safe("=HYPERLINK(\"http://evil\")") == "'=HYPERLINK(\"http://evil\")"
     assert spreadsheet_safe("+1") == "'+1" and spreadsheet_safe("@x") == "'@x"
     assert spreadsheet_safe("sign_in") == "sign_in"
+    assert spreadsheet_safe(" =1+1") == "' =1+1" and spreadsheet_safe("\n=1+1") == "'\n=1+1"
+    assert spreadsheet_safe("a =1") == "a =1"
 
 
 # -- helpers ---------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ rotating any of them retires the old one at once, and a disabled application sig
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -99,6 +100,31 @@ class AppUserApi:
         self.server.server_close()
 
 
+def message_of(page: httpx.Response) -> str:
+    alert = re.search(r'<div class="alert alert-danger[^"]*"[^>]*>(.*?)</div>', page.text, re.S)
+    return unescape(alert.group(1)).strip()
+
+
+def test_guesses_sent_all_at_once_still_lock_the_account(make_server):
+    """Twenty wrong passwords at the same moment, then the right one: the account is locked all the same."""
+    server = make_server()
+    create_admin(server, "racer")
+
+    async def from_its_own_browser(password: str) -> httpx.Response:
+        async with httpx.AsyncClient(base_url=server.base, timeout=60) as browser:
+            page = await browser.get("/admin/login")
+            return await browser.post("/admin/login", data={
+                "csrf_token": csrf_token(page.text), "username": "racer", "password": password})
+
+    async def guess_together() -> list[httpx.Response]:
+        return await asyncio.gather(*(from_its_own_browser(f"wrong guess {n}") for n in range(20)))
+
+    answers = asyncio.run(guess_together())
+    assert [answer.status_code for answer in answers] == [401] * 20
+    right = try_password(httpx.Client(base_url=server.base, timeout=15), "racer", ADMIN_PASSWORD)
+    assert right.status_code == 401, "the right password got in after twenty simultaneous wrong ones"
+
+
 # -- the admin's own account -----------------------------------------------------------------------
 
 def test_five_wrong_passwords_lock_the_account_even_against_the_right_one(make_server):
@@ -109,16 +135,19 @@ def test_five_wrong_passwords_lock_the_account_even_against_the_right_one(make_s
     for attempt in range(5):
         wrong = try_password(guesser, "boss", f"guess number {attempt}")
         assert wrong.status_code == 401 and "Wrong username or password" in wrong.text
+        assert "locked for 15 minutes" in wrong.text  # the rule is said up front, to everyone
         assert "op_admin" not in guesser.cookies
 
     locked = try_password(guesser, "boss", ADMIN_PASSWORD)
-    assert locked.status_code == 401 and "locked for 15 minutes" in locked.text
-    assert "op_admin" not in guesser.cookies
+    assert locked.status_code == 401 and "op_admin" not in guesser.cookies
 
-    # The lock is on that account only; an unknown name answers like a wrong password.
+    # The lock is on that account only; an unknown name gets the very same answer as a locked one,
+    # so nobody learns which names exist.
     assert try_password(guesser, "deputy", ADMIN_PASSWORD).status_code == 303
-    unknown = try_password(httpx.Client(base_url=server.base, timeout=15), "nobody", ADMIN_PASSWORD)
-    assert unknown.status_code == 401 and "locked" not in unknown.text
+    unknown = try_password(httpx.Client(base_url=server.base, headers={"Accept-Language": "en"}, timeout=15),
+                           "nobody", ADMIN_PASSWORD)
+    assert unknown.status_code == 401
+    assert message_of(unknown) == message_of(locked) == message_of(wrong)
 
     # Someone types a national ID as the name: the attempt is logged, the number is not.
     try_password(httpx.Client(base_url=server.base, timeout=15), PID, "whatever-it-is")
@@ -126,6 +155,25 @@ def test_five_wrong_passwords_lock_the_account_even_against_the_right_one(make_s
     log = server.log()
     assert "reason=locked" in log and log.count("reason=wrong_password") >= 6
     assert PID not in log and PID[-4:] in log
+
+
+def test_a_sign_in_name_with_a_line_break_cannot_forge_a_line_of_the_log(make_server):
+    server = make_server()
+    forged = "nobody\naudit event=admin_sign_in outcome=success admin=boss"
+    assert try_password(httpx.Client(base_url=server.base, timeout=15), forged, "whatever-it-is").status_code == 401
+    server.stop()
+    audit_lines = [line for line in server.log().splitlines() if "audit event=" in line]
+    assert len(audit_lines) == 1 and "event=admin_sign_in outcome=failure" in audit_lines[0]
+    assert 'admin="nobody\\naudit event=admin_sign_in outcome=success admin=boss"' in audit_lines[0]
+
+
+def test_an_app_id_that_cannot_travel_in_a_url_is_refused(make_server):
+    server = make_server()
+    admin = signed_in_admin(server)
+    for bad in ("a/b", "a b", "x?saved=1", "line\r\nbreak"):
+        refused = register(admin, server, client_id=bad, redirect_uris=APP_REDIRECT)
+        assert refused.status_code == 400 and "client_id: letters, digits" in unescape(refused.text), bad
+    assert shown_secret(register(admin, server, client_id="hr.portal@psu:v2", redirect_uris=APP_REDIRECT))
 
 
 def test_the_panel_cookie_is_http_only_same_site_and_secure_outside_dev(make_server):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tests.support.admin import csrf_token
 from tests.support.person import Page, Person
 from tests.support.server import DEMO_PASSWORD_HASH
 
@@ -23,6 +24,17 @@ claims = {{ name = "หัวหน้า ไอที", username = "it.boss", g
 username = "auditor"
 password_hash = "{DEMO_PASSWORD_HASH}"
 claims = {{ name = "ผู้ตรวจ สอบ", username = "auditor", groups = ["auditors"] }}
+
+# Two people whose upstream happens to give them the same username claim.
+[[upstreams.staff.users]]
+username = "bob"
+password_hash = "{DEMO_PASSWORD_HASH}"
+claims = {{ name = "บ็อบ", username = "shared", groups = ["auditors"] }}
+
+[[upstreams.staff.users]]
+username = "alice"
+password_hash = "{DEMO_PASSWORD_HASH}"
+claims = {{ name = "อลิซ", username = "shared", groups = ["it-admins"] }}
 """
 
 
@@ -55,3 +67,45 @@ def test_someone_outside_the_groups_is_refused(make_server):
     refused = person.submit_password(person.visit(chooser.url + "/local"))
     assert isinstance(refused, Page) and refused.status == 403
     assert person.http.get(server.url("/admin/clients")).status_code == 303  # back to the login page
+
+
+def test_two_people_with_the_same_username_claim_are_two_admins_with_their_own_roles(make_server):
+    server = make_server(extra=STAFF)
+    bob = sign_in_to_panel(server, "bob")
+    alice = sign_in_to_panel(server, "alice")
+    assert "staff:shared (admin)" in alice.http.get(server.url("/admin/clients")).text
+    # Alice signing in made nobody else an admin: Bob is still a viewer and still cannot rotate keys.
+    page = bob.http.get(server.url("/admin/keys"))
+    assert "staff:shared (viewer)" in page.text
+    refused = bob.http.post(server.url("/admin/keys/rotate"), data={"csrf_token": csrf_token(page.text)})
+    assert refused.status_code == 403
+
+
+def test_a_viewer_signs_out(make_server):
+    server = make_server(extra=STAFF)
+    auditor = sign_in_to_panel(server, "auditor")
+    page = auditor.http.get(server.url("/admin/"))
+    answer = auditor.http.post(server.url("/admin/logout"), data={"csrf_token": csrf_token(page.text)})
+    assert answer.status_code == 303 and answer.headers["location"] == "/admin/login"
+    assert auditor.http.get(server.url("/admin/")).status_code == 303  # signed out: back to the login page
+
+
+def test_someone_taken_out_of_the_admin_group_is_no_admin_any_more_even_in_an_open_session(make_server):
+    server = make_server(extra=STAFF)
+    alice = sign_in_to_panel(server, "alice")
+    assert "staff:shared (admin)" in alice.http.get(server.url("/admin/")).text
+
+    # The organisation moves Alice out of it-admins (here: her groups in the config) ...
+    config = server.config_path.read_text(encoding="utf-8")
+    moved = config.replace('name = "อลิซ", username = "shared", groups = ["it-admins"]',
+                           'name = "อลิซ", username = "shared", groups = ["staff"]')
+    assert moved != config
+    server.config_path.write_text(moved, encoding="utf-8")
+    server.stop()
+    server.start()
+    # ... and the next time she signs in through op-proxy she is refused, and her open session ends.
+    other_browser = Person(server.issuer, username="alice", password="demo")
+    refused = other_browser.submit_password(other_browser.visit(
+        other_browser.visit(server.url("/admin/login/sso")).url + "/staff"))
+    assert isinstance(refused, Page) and refused.status == 403
+    assert alice.http.get(server.url("/admin/")).status_code == 303

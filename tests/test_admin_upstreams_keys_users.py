@@ -171,6 +171,8 @@ def test_the_users_page_lists_php_session_people_and_an_admin_changes_a_role(mak
     assert admin.http.post(server.url(role_action), data={"role": "editor"}).status_code == 400
     assert post_form(admin, server.url("/admin/users"), role_action, role="x" * 51).status_code == 400
     assert post_form(admin, server.url("/admin/users"), role_action, role="   ").status_code == 400
+    national_id = post_form(admin, server.url("/admin/users"), role_action, role="1100700000019")
+    assert national_id.status_code == 400 and "เลขประจำตัวประชาชน" in national_id.text
 
     changed = post_form(admin, server.url("/admin/users"), role_action, role="editor")
     assert changed.status_code == 303

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
 MODES = ("oidc", "query_token", "php_session")
 PHP_SAVE_HANDLERS = ("files", "redis")
 SUBJECT_TYPES = ("public", "pairwise")
+# What a client_id may be: it travels in URLs and forms (/admin/clients/<client_id>, ?client_id=).
+CLIENT_ID = re.compile(r"[A-Za-z0-9._~@:-]{1,128}")
 CLIENT_LIFETIMES = ("access_token_lifetime", "id_token_lifetime", "refresh_token_lifetime")
 
 
@@ -63,6 +66,8 @@ def validate_client_fields(fields: dict, limits=None) -> None:
     """``limits``: the server's [tokens] settings, which a client's own lifetimes may not exceed."""
     if not fields.get("client_id"):
         raise ClientValidationError("client_id", "is required")
+    if not CLIENT_ID.fullmatch(fields["client_id"]):
+        raise ClientValidationError("client_id", "letters, digits and . _ ~ @ : - only (128 at most)")
     mode = fields.get("mode", "oidc")
     if mode not in MODES:
         raise ClientValidationError("mode", f"one of {', '.join(MODES)}")

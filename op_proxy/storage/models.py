@@ -247,13 +247,19 @@ class Admin(Base):
     __tablename__ = "admins"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # A password admin's own name; an SSO admin's "sso:<account sub>" (see SSO_PREFIX in admin.auth).
     username: Mapped[str] = mapped_column(NAME, unique=True)
+    display_name: Mapped[str | None] = mapped_column(NAME)  # SSO admins: "upstream:username", for people
     password_hash: Mapped[str] = mapped_column(NAME)
     role: Mapped[str] = mapped_column(String(16), default="admin")
     failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[int] = mapped_column(BigInteger)
     last_sign_in_at: Mapped[int | None] = mapped_column(BigInteger)
+
+    @property
+    def shown_name(self) -> str:
+        return self.display_name or self.username
 
 
 class AdminSession(Base):
