@@ -91,6 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
     create_admin_cmd.add_argument("username")
     create_admin_cmd.add_argument("--role", choices=["admin", "viewer"], default="admin")
     create_admin_cmd.set_defaults(run=admins_create)
+    admins.add_parser("list", help="every admin, role, lock and last sign-in").set_defaults(run=admins_list)
+    remove_admin_cmd = admins.add_parser("remove", help="remove an admin and end their sessions")
+    remove_admin_cmd.add_argument("username")
+    remove_admin_cmd.set_defaults(run=admins_remove)
+    unlock_admin_cmd = admins.add_parser("unlock", help="lift a lock left by wrong passwords")
+    unlock_admin_cmd.add_argument("username")
+    unlock_admin_cmd.set_defaults(run=admins_unlock)
 
     users = commands.add_parser("users", help="the users table of the PHP session mode").add_subparsers(
         title="users commands")
@@ -288,6 +295,62 @@ def admins_create(settings, args):
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     print(f"admin {args.username} ({args.role}) created: sign in at {settings.issuer}/admin")
+
+
+def admins_list(settings, args):
+    from sqlalchemy import select
+
+    from op_proxy.storage.models import Admin
+
+    async def fetch(db):
+        async with db.session() as session:
+            return list((await session.scalars(select(Admin).order_by(Admin.username))).all())
+
+    now = time.time()
+    for admin in run(with_db(settings, fetch)):
+        locked = " locked" if admin.locked_until and admin.locked_until > now else ""
+        last = (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(admin.last_sign_in_at))
+                if admin.last_sign_in_at else "never signed in")
+        print(f"{admin.username}\t{admin.role}{locked}\t{admin.shown_name}\t{last}")
+
+
+def admins_change(settings, username: str, change) -> None:
+    """Apply ``change(session, admin)`` to one admin, or say there is no such admin."""
+    from sqlalchemy import select
+
+    from op_proxy.storage.models import Admin
+
+    async def apply(db):
+        async with db.transaction() as session:
+            admin = await session.scalar(select(Admin).where(Admin.username == username))
+            if admin is None:
+                return False
+            await change(session, admin)
+            return True
+
+    if not run(with_db(settings, apply)):
+        raise CommandError(f"no admin {username}")
+
+
+def admins_remove(settings, args):
+    from sqlalchemy import delete
+
+    from op_proxy.storage.models import AdminSession
+
+    async def remove(session, admin):
+        await session.execute(delete(AdminSession).where(AdminSession.admin_id == admin.id))
+        await session.delete(admin)
+
+    admins_change(settings, args.username, remove)
+    print(f"admin {args.username} removed; their sessions have ended")
+
+
+def admins_unlock(settings, args):
+    async def unlock(_session, admin):
+        admin.locked_until, admin.failed_attempts = None, 0
+
+    admins_change(settings, args.username, unlock)
+    print(f"admin {args.username} may sign in again")
 
 
 # -- users ---------------------------------------------------------------------------------------

@@ -8,8 +8,11 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import re
 import sqlite3
+import subprocess
+import sys
 import threading
 from html import unescape
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,7 +30,7 @@ from tests.support.admin import (
 )
 from tests.support.person import Arrival, Page, Person
 from tests.support.rp import authlib_client, verify_id_token
-from tests.support.server import DEMO_PROFILE, free_port
+from tests.support.server import DEMO_PROFILE, ROOT, free_port
 
 PID = DEMO_PROFILE["pid"]
 APP_REDIRECT = "http://127.0.0.1:5600/callback"
@@ -391,3 +394,32 @@ def test_a_lifetime_longer_than_the_server_s_is_refused_and_nothing_typed_is_los
     assert "access_token_lifetime: at most 900 seconds" in unescape(refused.text)
     assert 'value="forever"' in refused.text and 'value="86400"' in refused.text
     assert admin.http.get(server.url("/admin/clients/forever")).status_code == 404
+
+
+def run_cli(server, *args) -> str:
+    command = [sys.executable, "-m", "op_proxy.cli", "--config", str(server.config_path), "admins", *args]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=120,
+                            env={k: v for k, v in os.environ.items() if not k.startswith("OP_PROXY_")})
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_an_operator_unlocks_lists_and_removes_admins_from_the_command_line(make_server):
+    server = make_server()
+    create_admin(server, "boss")
+    create_admin(server, "deputy", role="viewer")
+    for attempt in range(5):
+        try_password(httpx.Client(base_url=server.base, timeout=15), "boss", f"guess {attempt}")
+    assert "boss\tadmin locked" in run_cli(server, "list")
+
+    run_cli(server, "unlock", "boss")
+    assert try_password(httpx.Client(base_url=server.base, timeout=15), "boss", ADMIN_PASSWORD).status_code == 303
+    listed = run_cli(server, "list")
+    assert "boss\tadmin\tboss\t" in listed and "deputy\tviewer\tdeputy\tnever signed in" in listed
+
+    deputy = httpx.Client(base_url=server.base, timeout=15)
+    assert try_password(deputy, "deputy", ADMIN_PASSWORD).status_code == 303
+    assert deputy.get("/admin/").status_code == 200
+    run_cli(server, "remove", "deputy")
+    assert deputy.get("/admin/").status_code == 303  # the open session ended with the account
+    assert "deputy" not in run_cli(server, "list")
