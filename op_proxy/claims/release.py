@@ -66,6 +66,19 @@ def releasable_claim_names(scopes: list[str]) -> set[str]:
     return {claim for scope in scopes for claim in SCOPE_CLAIMS.get(scope, ())}
 
 
+def requested_claim_names(claims_parameter: dict | None) -> set[str]:
+    """Every claim a ``claims`` parameter asks for, in the ID token or at userinfo."""
+    return {name for member in (claims_parameter or {}).values() for name in member}
+
+
+def scopes_for_claims(claim_names: set[str], allowed_scopes) -> list[str]:
+    """The scopes, of those the client may have, whose claims ``release`` adds for claims asked for
+    one by one: what a person consents to when an application asks for claims that way."""
+    allowed = set(client_scopes(allowed_scopes))
+    wanted = set(claim_names) - {"sub"}
+    return [scope for scope, claims in SCOPE_CLAIMS.items() if scope in allowed and wanted & set(claims)]
+
+
 def release(profile: dict, scopes: list[str], requested_claims: dict | None, allowed_scopes) -> dict:
     """Claims for the granted scopes, plus individually requested ones (``claims`` parameter,
     OIDC Core §5.5) that the client's allowed scopes cover; never more than the client may see."""

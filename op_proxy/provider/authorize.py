@@ -7,6 +7,7 @@ we never redirect to a URI we have not verified (RFC 6749 §4.1.2.1, RFC 9700 §
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -19,6 +20,7 @@ from op_proxy.errors import PageError, RedirectableError
 from op_proxy.i18n import gettext as _
 from op_proxy.keys.keyring import InvalidToken
 from op_proxy.provider import responses
+from op_proxy.provider.finish import expected_subjects
 from op_proxy.provider.pkce import is_valid_pkce_value
 from op_proxy.services import Services, services
 from op_proxy.signin import flow
@@ -156,7 +158,7 @@ async def check_max_age(svc: Services, req: AuthorizationRequest) -> None:
     raw = req.args.get("max_age")
     if raw is None:
         return
-    if not raw.isdigit():
+    if not re.fullmatch(r"[0-9]+", raw):  # ASCII digits only: str.isdigit() also takes "²" and "١٠"
         raise RedirectableError("invalid_request", "max_age must be a non-negative integer")
     req.max_age = int(raw)
 
@@ -247,6 +249,7 @@ def session_satisfies(svc: Services, sso, req: AuthorizationRequest) -> bool:
         return False  # signed in, but through an upstream this client does not accept
     if req.max_age is not None and sso.auth_time + req.max_age < time.time():
         return False
-    if req.hinted_sub is not None and req.hinted_sub != subject_for(sso.sub, req.client, svc.keyring.subject_salt()):
-        return False
+    subject = subject_for(sso.sub, req.client, svc.keyring.subject_salt())
+    if any(expected != subject for expected in expected_subjects(req.hinted_sub, req.claims)):
+        return False  # someone else is signed in here: let the person the application expects sign in
     return True

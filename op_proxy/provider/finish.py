@@ -8,6 +8,7 @@ from quart import Blueprint, redirect, request
 from sqlalchemy import select
 
 from op_proxy import audit
+from op_proxy.claims.release import requested_claim_names, scopes_for_claims
 from op_proxy.claims.subjects import subject_for
 from op_proxy.clients.registry import unseal
 from op_proxy.errors import PageError, RedirectableError
@@ -47,6 +48,13 @@ def scope_label(scope: str) -> str:
     return _(SCOPE_LABELS[scope]) if scope in SCOPE_LABELS else scope
 
 
+def scopes_to_consent(client: Client, params: dict) -> list[str]:
+    """The granted scopes plus the scope of each claim asked for one by one (``claims``, OIDC Core
+    §5.5): those claims are released too, so the person's consent must cover them."""
+    by_claim = scopes_for_claims(requested_claim_names(params.get("claims")), client.allowed_scopes)
+    return list(dict.fromkeys([*params["scope"], *by_claim]))
+
+
 async def needs_consent(svc: Services, client: Client, params: dict, sub: str) -> bool:
     if "consent" in params["prompt"]:
         return True
@@ -55,7 +63,28 @@ async def needs_consent(svc: Services, client: Client, params: dict, sub: str) -
     async with svc.db.session() as session:
         consent = await session.scalar(select(Consent).where(Consent.client_id == client.client_id,
                                                              Consent.sub == sub))
-    return consent is None or not set(params["scope"]) <= set(consent.scopes)
+    return consent is None or not set(scopes_to_consent(client, params)) <= set(consent.scopes)
+
+
+def expected_subjects(hinted_sub: str | None, claims: dict | None) -> list:
+    """Whom the application says must be signed in: the subject of its id_token_hint (OIDC Core
+    §3.1.2.1) and a ``sub`` asked for with a value in the claims parameter (§5.5.1)."""
+    expected = [hinted_sub] if hinted_sub is not None else []
+    for member in (claims or {}).values():
+        sub = member.get("sub")
+        if isinstance(sub, dict) and "value" in sub:
+            expected.append(sub["value"])
+    return expected
+
+
+def is_expected_person(svc: Services, client: Client, params: dict, sso: SsoSession) -> bool:
+    subject = subject_for(sso.sub, client, svc.keyring.subject_salt())
+    return all(expected == subject for expected in expected_subjects(params.get("hinted_sub"), params.get("claims")))
+
+
+async def error_to_client(svc: Services, params: dict, error: str, description: str):
+    exc = RedirectableError(error, description)
+    return await responses.error_to_client(svc, params["redirect_uri"], params["response_mode"], params["state"], exc)
 
 
 @flow.front_door("oidc")
@@ -65,11 +94,14 @@ async def finish_oidc(svc: Services, pending: PendingLogin, login_id: str, sso: 
         client = await session.get(Client, pending.client_id)
     if client is None or not client.enabled:
         raise PageError(_("Unknown application"), _("This application has been removed or disabled."))
+    if not is_expected_person(svc, client, params, sso):
+        # Someone else signed in than the application asked for: it must not get a code for them.
+        return await error_to_client(svc, params, "login_required",
+                                     "the signed-in person is not the one the application asked for")
     if await needs_consent(svc, client, params, sso.sub):
         if "none" in params["prompt"]:
-            exc = RedirectableError("consent_required", "the person has not consented to this client")
-            return await responses.error_to_client(svc, params["redirect_uri"], params["response_mode"],
-                                                   params["state"], exc)
+            return await error_to_client(svc, params, "consent_required",
+                                         "the person has not consented to this client")
         return redirect(f"/consent/{login_id}", 303)
     return await issue_code(svc, pending, login_id, sso)
 
@@ -134,18 +166,17 @@ async def consent(login_id: str):
         client = await session.get(Client, pending.client_id)
     params = pending.params
     if request.method == "GET":
-        return await render_page("consent.html", client=client, scopes=params["scope"], login_id=login_id)
+        return await render_page("consent.html", client=client, scopes=scopes_to_consent(client, params),
+                                 login_id=login_id)
     form = await request.form
     if form.get("decision") != "allow":
         await flow.mark_finished(svc, login_id)
         await audit.record(svc.db, "consent_denied", outcome="failure", client_id=client.client_id,
                            sub=sso.sub, ip=client_ip())
-        exc = RedirectableError("access_denied", "the person did not allow this application")
-        return await responses.error_to_client(svc, params["redirect_uri"], params["response_mode"],
-                                               params["state"], exc)
+        return await error_to_client(svc, params, "access_denied", "the person did not allow this application")
     async with svc.db.transaction() as session:
         existing = await session.get(Consent, (client.client_id, sso.sub))
-        scopes = sorted(set(params["scope"]) | set(existing.scopes if existing else []))
+        scopes = sorted(set(scopes_to_consent(client, params)) | set(existing.scopes if existing else []))
         if existing is None:
             session.add(Consent(client_id=client.client_id, sub=sso.sub, scopes=scopes, granted_at=int(time.time())))
         else:

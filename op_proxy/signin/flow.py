@@ -13,7 +13,7 @@ from op_proxy.errors import PageError
 from op_proxy.i18n import gettext as _
 from op_proxy.security import random_token, token_digest
 from op_proxy.services import Services
-from op_proxy.signin.sessions import SESSION_COOKIE, find_or_create_account, start_session
+from op_proxy.signin.sessions import SESSION_COOKIE, find_or_create_account, sign_in_session
 from op_proxy.storage.models import PendingLogin, SsoSession
 from op_proxy.upstreams.base import Identity
 from op_proxy.web import client_ip, set_cookie
@@ -89,8 +89,8 @@ def chooser_redirect(login_id: str):
 async def complete(svc: Services, pending: PendingLogin, login_id: str, identity: Identity):
     """The upstream said who the person is: account, SSO session, audit, then back to the front door."""
     account = await find_or_create_account(svc.db, identity)
-    cookie, sso = await start_session(svc.db, account, identity, svc.settings.server.session_lifetime,
-                                      svc.keyring.data_key())
+    cookie, sso = await sign_in_session(svc.db, account, identity, svc.settings.server.session_lifetime,
+                                        svc.keyring.data_key())
     await audit.record(svc.db, "sign_in", client_id=pending.client_id, sub=account.sub,
                        upstream=identity.upstream, ip=client_ip())
     response = await resume(svc, pending, login_id, sso)

@@ -34,19 +34,56 @@ async def find_or_create_account(db, identity: Identity) -> Account:
     raise RuntimeError("could not create account")
 
 
+async def sign_in_session(db, account: Account, identity: Identity, lifetime: int,
+                          data_key: bytes) -> tuple[str, SsoSession]:
+    """One browser, one session: the same person signing in again (prompt=login, max_age) renews the
+    session they have, so that signing out ends every token issued in this browser; someone else
+    signing in ends the previous person's session, and its tokens, first."""
+    current = await current_session(db)
+    if current is not None and current.sub == account.sub:
+        renewed = await renew_session(db, current, identity, lifetime, data_key)
+        if renewed is not None:
+            return request.cookies[SESSION_COOKIE], renewed
+    elif current is not None:
+        await end_session(db, current, reason="another_person_signed_in")
+    return await start_session(db, account, identity, lifetime, data_key)
+
+
 async def start_session(db, account: Account, identity: Identity, lifetime: int,
                         data_key: bytes) -> tuple[str, SsoSession]:
     now = int(time.time())
     cookie = random_token(32)
-    refresh_token = identity.upstream_refresh_token
     row = SsoSession(cookie_digest=token_digest(cookie), sid=random_token(16), sub=account.sub,
                      upstream=identity.upstream, auth_time=now, acr=identity.acr, amr=identity.amr,
                      upstream_id_token=identity.upstream_id_token,
-                     upstream_refresh_token=encrypt(data_key, refresh_token) if refresh_token else None,
+                     upstream_refresh_token=sealed_upstream_refresh_token(identity, data_key),
                      created_at=now, expires_at=now + lifetime)
     async with db.transaction() as session:
         session.add(row)
     return cookie, row
+
+
+async def renew_session(db, sso: SsoSession, identity: Identity, lifetime: int,
+                        data_key: bytes) -> SsoSession | None:
+    """The fresh authentication, in the session the browser already has (same sid); None if that
+    session was ended meanwhile (a sign-out in another tab), which must stay ended."""
+    now = int(time.time())
+    values = {"auth_time": now, "acr": identity.acr, "amr": identity.amr, "expires_at": now + lifetime,
+              "upstream_id_token": identity.upstream_id_token,
+              "upstream_refresh_token": sealed_upstream_refresh_token(identity, data_key)}
+    async with db.transaction() as session:
+        result = await session.execute(update(SsoSession).where(SsoSession.cookie_digest == sso.cookie_digest,
+                                                                SsoSession.ended_at.is_(None)).values(**values))
+    if result.rowcount != 1:
+        return None
+    for name, value in values.items():
+        setattr(sso, name, value)
+    return sso
+
+
+def sealed_upstream_refresh_token(identity: Identity, data_key: bytes) -> str | None:
+    refresh_token = identity.upstream_refresh_token
+    return encrypt(data_key, refresh_token) if refresh_token else None
 
 
 async def current_session(db) -> SsoSession | None:
