@@ -114,6 +114,8 @@ class OidcUpstreamSettings:
     passthrough_claims: tuple[str, ...] = ()  # kept under their own names (ThaID's pid, birthdate ...)
     fetch_userinfo: bool = True
     authorize_params: dict[str, str] = field(default_factory=dict)
+    # pass an app's prompt=login and max_age on, so an upstream session does not sign the person in silently
+    forward_prompt: bool = True
     timeout: float = 10.0
     acr: str | None = None
     refresh: bool = True  # refresh at the upstream when an app refreshes (if it gave a refresh token)
@@ -545,7 +547,8 @@ def parse_oidc_upstream(r: _Reader, name: str) -> OidcUpstreamSettings:
         introspect_at_sign_in=r.get("introspect_at_sign_in", bool, False),
         subject_claims=r.strings("subject_claims", ("sub",)), claim_mapping=r.get("claim_mapping", dict, {}),
         passthrough_claims=r.strings("passthrough_claims"), fetch_userinfo=r.get("fetch_userinfo", bool, True),
-        authorize_params=r.get("authorize_params", dict, {}), timeout=float(r.get("timeout", (int, float), 10)),
+        authorize_params=r.get("authorize_params", dict, {}), forward_prompt=r.get("forward_prompt", bool, True),
+        timeout=float(r.get("timeout", (int, float), 10)),
         acr=r.get("acr", str, None), refresh=r.get("refresh", bool, True), logout=r.get("logout", bool, True),
     )
 

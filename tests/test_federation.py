@@ -441,3 +441,50 @@ def rotation_then_forgeries(world):
         page = world.person(PID).sign_in(authorization_url(app, world, idp_hint="thaid"))
         assert isinstance(page, Page) and page.title == "ยังไม่ได้เข้าสู่ระบบ"
     assert sum(1 for _m, path, _s in world.proxy.requests if path.startswith("/jwks")) == jwks_fetches
+
+
+# -- an app demanding a fresh sign-in ---------------------------------------------------------------------
+
+def upstream_login_forms_shown(person: Person, upstream: Upstream) -> int:
+    """How many times the upstream asked this person to sign in (its login form, not a silent pass)."""
+    return sum(1 for page in person.pages if page.url.startswith(upstream.base)
+               and any(form["fields"].get("prompt") == "login" for form in page.forms()))
+
+
+def upstream_authorization_request(world, person: Person, upstream_url: str, app, **extra) -> dict:
+    """The parameters op-proxy sends the person to the upstream with (the browser pauses there)."""
+    person.stop_at = upstream_url
+    try:
+        arrival = person.visit(authorization_url(app, world, **extra))
+    finally:
+        person.stop_at = None
+    assert isinstance(arrival, Arrival) and arrival.url.startswith(upstream_url), arrival
+    return arrival.params
+
+
+def test_an_app_demanding_a_fresh_sign_in_has_the_person_sign_in_again_at_the_upstream(federation):
+    world, app = federation, app_for(federation)
+    person = world.person(next(iter(world.google.config["accounts"])))
+    assert isinstance(person.sign_in(authorization_url(app, world, idp_hint="google")), Arrival)
+    asked = upstream_login_forms_shown(person, world.google)
+    assert asked == 1
+
+    # Google still has the person's session; without prompt=login passed on it would sign them in silently.
+    arrival = person.sign_in(authorization_url(app, world, idp_hint="google", prompt="login"))
+
+    assert isinstance(arrival, Arrival)
+    assert upstream_login_forms_shown(person, world.google) == asked + 1
+
+
+def test_prompt_login_and_max_age_reach_upstreams_that_take_them_but_not_thaid(federation):
+    world, app = federation, app_for(federation)
+
+    google = upstream_authorization_request(world, world.person(None), world.google.issuer, app,
+                                            idp_hint="google", prompt="login", max_age="0")
+    thaid = upstream_authorization_request(world, world.person(PID), world.proxy.url, app,
+                                           idp_hint="thaid", prompt="login", max_age="0")
+
+    assert google["prompt"] == "login" and google["max_age"] == "0"
+    # ThaID documents only response_type, client_id, redirect_uri, scope and state: forward_prompt = false.
+    assert "prompt" not in thaid and "max_age" not in thaid
+    assert thaid["client_id"] == "op-proxy"

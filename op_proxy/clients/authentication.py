@@ -20,6 +20,10 @@ from op_proxy.storage.models import Client, UsedJti
 
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_ALGORITHMS = ["RS256", "PS256", "ES256"]
+# RFC 7523 §3 lets us refuse an exp unreasonably far ahead. An assertion is made for one request, and
+# its jti is remembered (against replay) only until its exp: a long-lived one, if it leaked, would be
+# a password good for that long, and would make us keep its jti as long.
+MAX_ASSERTION_LIFETIME = 600
 
 
 def basic_credentials(authorization: str | None) -> tuple[str, str] | None:
@@ -81,11 +85,16 @@ def assertion_subject(form) -> str:
         unverified = json.loads(jwt.JWT(jwt=form["client_assertion"]).token.objects["payload"])
     except (JWException, ValueError, KeyError, TypeError):
         raise InvalidClient("client_assertion is not a JWT") from None
-    return unverified.get("iss") or form.get("client_id")
+    issuer = unverified.get("iss") if isinstance(unverified, dict) else None
+    # RFC 7521 §4.2: a client_id sent alongside must name the client the assertion is about.
+    if issuer and form.get("client_id") not in (None, issuer):
+        raise InvalidClient("client_id does not match the client_assertion's issuer")
+    return issuer or form.get("client_id")
 
 
 async def verify_client_assertion(db, client: Client, assertion: str, audiences: set[str]) -> bool:
-    """OIDC Core §9 / RFC 7523 §3: iss = sub = client_id, our endpoint or issuer in aud, exp, single-use jti."""
+    """OIDC Core §9 / RFC 7523 §3: iss = sub = client_id, our endpoint or issuer in aud, an exp (required
+    by ``check_claims``) soon enough, single-use jti."""
     try:
         keys = jwk.JWKSet.from_json(json.dumps(client.jwks))
         token = jwt.JWT(jwt=assertion, key=keys, algs=ASSERTION_ALGORITHMS,
@@ -96,6 +105,8 @@ async def verify_client_assertion(db, client: Client, assertion: str, audiences:
     aud = claims.get("aud")
     aud = [aud] if isinstance(aud, str) else aud or []
     if not audiences.intersection(aud) or not claims.get("jti"):
+        return False
+    if int(claims["exp"]) > time.time() + MAX_ASSERTION_LIFETIME:
         return False
     try:
         async with db.transaction() as session:

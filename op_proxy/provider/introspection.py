@@ -14,6 +14,7 @@ from sqlalchemy import update
 from op_proxy import audit
 from op_proxy.clients.authentication import authenticate_client
 from op_proxy.errors import OAuthError
+from op_proxy.provider.responses import allow_registered_origins
 from op_proxy.provider.token import client_audiences, oauth_json, revoke_grant
 from op_proxy.services import services
 from op_proxy.storage.models import AccessToken
@@ -21,6 +22,15 @@ from op_proxy.tokens.validation import active_access_token, active_refresh_token
 from op_proxy.web import client_ip
 
 blueprint = Blueprint("introspection", __name__)
+
+
+@blueprint.after_request
+async def cors_for_revocation_only(response):
+    """A single-page application revokes its tokens at sign-out; introspection is for confidential
+    clients (resource servers, back ends), so browsers are not let in there."""
+    if request.endpoint == "introspection.revoke":
+        return await allow_registered_origins(response)
+    return response
 
 
 async def authenticated_request():
@@ -59,7 +69,8 @@ async def describe_refresh_token(svc, token: str) -> dict | None:
     if active is None:
         return None
     row, grant = active
-    return {"active": True, "token_type": "refresh_token", "scope": grant.scope, "client_id": grant.client_id,
+    # No token_type: that names how an access token is used (RFC 7662 §2.2, RFC 6749 §7.1).
+    return {"active": True, "scope": grant.scope, "client_id": grant.client_id,
             "sub": grant.client_sub, "iss": svc.settings.issuer, "exp": row.expires_at, "iat": row.created_at,
             "_grant_id": grant.id, "_kind": "refresh_token"}
 

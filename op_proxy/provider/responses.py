@@ -1,13 +1,16 @@
-"""Authorization responses to the client: ``query`` (302) or ``form_post`` (an auto-submitting page),
-always with ``iss`` (RFC 9207) and the client's ``state``."""
+"""Responses to the client: authorization responses, ``query`` (302) or ``form_post`` (an
+auto-submitting page), always with ``iss`` (RFC 9207) and the client's ``state``; and CORS for the
+endpoints a browser application calls itself (token, userinfo, revocation)."""
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from quart import redirect
+from quart import redirect, request
 
+from op_proxy.clients.registry import list_clients
 from op_proxy.errors import RedirectableError
+from op_proxy.services import services
 from op_proxy.web import NO_STORE, render_page, url_with
 
 
@@ -36,3 +39,43 @@ async def error_to_client(svc, redirect_uri: str, response_mode: str, state: str
     return await to_client(svc, redirect_uri, response_mode, {
         "error": error.error, "error_description": error.description or None, "state": state,
     })
+
+
+# -- CORS (Fetch standard) for the endpoints a single-page application calls from the browser --------
+
+CORS_MAX_AGE = 600  # a preflight is cached no longer than this after its client is disabled
+DEFAULT_PORTS = {"http": ":80", "https": ":443"}
+
+
+def browser_origin(uri: str) -> str | None:
+    """The Origin header a browser sends from a page at ``uri`` (RFC 6454 §6.1), for http(s) only."""
+    scheme = urlsplit(uri).scheme.lower()
+    if scheme not in DEFAULT_PORTS:
+        return None  # native apps' custom schemes: no browser sends such an Origin
+    serialized = origin(uri).lower()
+    return serialized.removesuffix(DEFAULT_PORTS[scheme])
+
+
+async def registered_origins(db) -> set[str]:
+    """Where the enabled clients' pages live: the origins of their redirect URIs."""
+    return {browser_origin(uri) for client in await list_clients(db) if client.enabled
+            for uri in client.redirect_uris} - {None}
+
+
+async def allow_registered_origins(response):
+    """An ``after_request`` hook: lets a registered application's browser code read this answer
+    (errors included) and answers its preflight. Never with credentials: these endpoints take no
+    cookies, and an Origin we do not know gets no CORS header at all, so the browser keeps it out."""
+    response.vary.add("Origin")
+    requested_by = request.headers.get("Origin")
+    if not requested_by or requested_by.lower() not in await registered_origins(services().db):
+        return response
+    response.headers["Access-Control-Allow-Origin"] = requested_by
+    if request.method == "OPTIONS":
+        response.headers["Access-Control-Allow-Methods"] = ", ".join(
+            sorted(request.url_rule.methods - {"HEAD", "OPTIONS"}))
+        response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+        response.headers["Access-Control-Max-Age"] = str(CORS_MAX_AGE)
+    else:
+        response.headers["Access-Control-Expose-Headers"] = "WWW-Authenticate"  # RFC 6750 §3 errors
+    return response

@@ -12,6 +12,7 @@ from op_proxy import audit
 from op_proxy.clients.authentication import authenticate_client
 from op_proxy.errors import InvalidGrant, OAuthError
 from op_proxy.provider.pkce import verifier_matches
+from op_proxy.provider.responses import allow_registered_origins
 from op_proxy.security import token_digest
 from op_proxy.services import Services, services
 from op_proxy.signin.sessions import account_by_sub
@@ -20,6 +21,7 @@ from op_proxy.storage.models import AccessToken, AuthorizationCode, Client, Gran
 from op_proxy.web import NO_STORE, client_ip
 
 blueprint = Blueprint("token", __name__)
+blueprint.after_request(allow_registered_origins)  # single-page applications redeem their codes here
 
 
 def oauth_json(body: dict, status: int = 200, headers: dict | None = None):
@@ -39,6 +41,7 @@ async def token():
     svc = services()
     form = await request.form
     try:
+        refuse_repeated_parameters(form)
         client = await authenticate_client(svc.db, form, request.headers.get("Authorization"),
                                            client_audiences(svc))
         grant_type = form.get("grant_type")
@@ -50,6 +53,14 @@ async def token():
     except OAuthError as exc:
         return oauth_json(exc.body(), exc.status, exc.headers)
     return oauth_json(body)
+
+
+def refuse_repeated_parameters(form) -> None:
+    """RFC 6749 §3.2: parameters must not be repeated; taking the first of two grant_types (or
+    codes) would act on a request the client did not unambiguously make."""
+    repeated = sorted(name for name in form if len(form.getlist(name)) > 1)
+    if repeated:
+        raise OAuthError("invalid_request", f"parameter {repeated[0]} is repeated")
 
 
 async def revoke_grant(svc: Services, grant_id: str, reason: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from quart import Blueprint, jsonify, request
 
 from op_proxy.claims.release import release
+from op_proxy.provider.responses import allow_registered_origins
 from op_proxy.services import services
 from op_proxy.signin.sessions import account_by_sub
 from op_proxy.storage.models import Client
@@ -14,6 +15,7 @@ from op_proxy.tokens.validation import active_access_token
 from op_proxy.web import NO_STORE
 
 blueprint = Blueprint("userinfo", __name__)
+blueprint.after_request(allow_registered_origins)  # single-page applications read the profile here
 
 
 def bearer_challenge(error: str, description: str, status: int):

@@ -56,7 +56,9 @@ async def chooser(login_id: str):
 async def start_upstream(login_id: str, upstream: str):
     svc = services()
     pending, connector = await pending_and_connector(svc, login_id, upstream)
-    hints = {"login_hint": pending.params.get("login_hint") or "", "ui_locales": pending.params.get("ui_locales")}
+    hints = {"login_hint": pending.params.get("login_hint") or "", "ui_locales": pending.params.get("ui_locales"),
+             # An app demanding a fresh sign-in (prompt=login, max_age) demands it of the upstream too.
+             "prompt": " ".join(pending.params.get("prompt") or ()), "max_age": pending.params.get("max_age")}
     try:
         start = await connector.start_login(login_id, hints)
     except LoginFailed as failure:  # discovery unreachable, malformed ...

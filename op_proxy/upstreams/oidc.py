@@ -159,8 +159,21 @@ class OidcConnector:
             params["login_hint"] = hints["login_hint"]
         if hints.get("ui_locales"):
             params["ui_locales"] = hints["ui_locales"]
+        if self.config.forward_prompt:
+            self.ask_for_reauthentication(params, hints)
         separator = "&" if "?" in metadata["authorization_endpoint"] else "?"
         return LoginStart(metadata["authorization_endpoint"] + separator + urlencode(params), kept)
+
+    @staticmethod
+    def ask_for_reauthentication(params: dict, hints: dict) -> None:
+        """An app's demand for a fresh sign-in (OIDC Core §3.1.2.1), passed on: the person signs in
+        again at the upstream too, not through its still-open session. Other prompt values are ours
+        (none is answered by op-proxy, consent asked by it); a configured prompt (Google's
+        select_account) is kept, prompt being a space-separated list."""
+        if "login" in (hints.get("prompt") or "").split():
+            params["prompt"] = " ".join(dict.fromkeys([*params.get("prompt", "").split(), "login"]))
+        if hints.get("max_age") is not None:
+            params["max_age"] = str(hints["max_age"])
 
     async def finish_login(self, response: dict[str, str], kept: dict) -> Identity:
         if response.get("error"):
