@@ -17,7 +17,7 @@ from tests.support.databases import in_ci
 from tests.support.person import Arrival, Page, Person
 from tests.support.rp import authlib_client, verify_id_token
 from tests.support.server import DEMO_SECRET_HASH, OpProxyServer, default_clients, free_port, write_config
-from tests.support.tampering import TamperingProxy
+from tests.support.tampering import TamperingProxy, split_jwt
 from tests.support.upstream import (
     DEFAULT_PSU_ACCOUNTS,
     Upstream,
@@ -288,6 +288,26 @@ def test_thaid_is_asked_whether_its_token_is_still_active_and_an_inactive_one_is
     page = world.person(PID).sign_in(authorization_url(app, world, idp_hint="thaid"))
     assert isinstance(page, Page) and page.title == "ยังไม่ได้เข้าสู่ระบบ"
     assert world.proxy.exchanges[-1] == ("introspection_inactive", True, False)
+
+
+def test_apps_learn_when_the_person_really_authenticated_at_the_upstream(federation):
+    world, app = federation, app_for(federation)
+    person = world.person(PID)
+    world.proxy.scenario = "old_auth_time"  # ThaID answers from a sign-in two hours old
+    claims = verify_id_token(world.issuer, tokens_for(app, world, person.sign_in(
+        authorization_url(app, world, idp_hint="thaid")))["id_token"], "hr-app", nonce="n-fed")
+    upstream_auth_time = split_jwt(world.proxy.exchanges[-1][2])[1]["auth_time"]
+    assert claims["auth_time"] == upstream_auth_time
+
+    # An app wanting a sign-in from the last hour is not given that old one through op-proxy's session:
+    # the person goes back to ThaID.
+    world.proxy.scenario = None
+    to_thaid = sum(1 for method, path, _status in world.proxy.requests if path.startswith("/api/v2/oauth2/auth/"))
+    claims = verify_id_token(world.issuer, tokens_for(app, world, person.sign_in(
+        authorization_url(app, world, idp_hint="thaid", max_age=3600)))["id_token"], "hr-app", nonce="n-fed")
+    assert sum(1 for method, path, _status in world.proxy.requests
+               if path.startswith("/api/v2/oauth2/auth/")) == to_thaid + 1
+    assert claims["auth_time"] > upstream_auth_time + 3600
 
 
 def test_a_replayed_callback_and_an_unknown_state_are_refused(federation):

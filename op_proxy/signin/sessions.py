@@ -54,7 +54,8 @@ async def start_session(db, account: Account, identity: Identity, lifetime: int,
     now = int(time.time())
     cookie = random_token(32)
     row = SsoSession(cookie_digest=token_digest(cookie), sid=random_token(16), sub=account.sub,
-                     upstream=identity.upstream, auth_time=now, acr=identity.acr, amr=identity.amr,
+                     upstream=identity.upstream, auth_time=identity.authenticated_at(now), acr=identity.acr,
+                     amr=identity.amr,
                      upstream_id_token=identity.upstream_id_token,
                      upstream_refresh_token=sealed_upstream_refresh_token(identity, data_key),
                      created_at=now, expires_at=now + lifetime)
@@ -68,7 +69,8 @@ async def renew_session(db, sso: SsoSession, identity: Identity, lifetime: int,
     """The fresh authentication, in the session the browser already has (same sid); None if that
     session was ended meanwhile (a sign-out in another tab), which must stay ended."""
     now = int(time.time())
-    values = {"auth_time": now, "acr": identity.acr, "amr": identity.amr, "expires_at": now + lifetime,
+    values = {"auth_time": identity.authenticated_at(now), "acr": identity.acr, "amr": identity.amr,
+              "expires_at": now + lifetime,
               "upstream_id_token": identity.upstream_id_token,
               "upstream_refresh_token": sealed_upstream_refresh_token(identity, data_key)}
     async with db.transaction() as session:

@@ -22,6 +22,13 @@ class Identity:
     # The upstream's tokens, kept with the SSO session (for upstream logout and refresh).
     upstream_id_token: str | None = None
     upstream_refresh_token: str | None = None
+    # When the person really authenticated, as the upstream says (its ID token's auth_time); None: now.
+    auth_time: int | None = None
+
+    def authenticated_at(self, now: int) -> int:
+        """The auth_time op-proxy reports: the upstream's, which may be long before this sign-in when
+        the upstream answered from its own session (never in the future)."""
+        return min(self.auth_time, now) if self.auth_time is not None else now
 
 
 @dataclass(frozen=True)

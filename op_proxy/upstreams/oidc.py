@@ -35,6 +35,11 @@ CLOCK_SKEW = 60
 KEY_TYPES = {"RS": "RSA", "PS": "RSA", "ES": "EC"}
 
 
+def upstream_auth_time(claims: dict) -> int | None:
+    value = claims.get("auth_time")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
 class UpstreamUnavailable(LoginFailed):
     """Discovery, token or JWKS request failed: the upstream is down, slow or answered 5xx."""
 
@@ -351,7 +356,8 @@ class OidcConnector:
         return Identity(upstream=self.name, subject=subject, profile=self.normalized_profile(claims),
                         acr=self.config.acr or claims.get("acr"), amr=list(claims.get("amr") or []),
                         upstream_id_token=tokens.get("id_token"),
-                        upstream_refresh_token=tokens.get("refresh_token") if self.config.refresh else None)
+                        upstream_refresh_token=tokens.get("refresh_token") if self.config.refresh else None,
+                        auth_time=upstream_auth_time(claims))
 
     def normalized_profile(self, claims: dict) -> dict:
         """The configured claim mapping into the old gateway's normalized fields, plus passthrough."""

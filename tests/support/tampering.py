@@ -25,6 +25,8 @@ anything pointing at the upstream's own address points at the proxy, and a JSON 
                            exp/iat an hour in the past, nonce -> another one), re-signed with the
                            upstream's REAL key (its private JWKS from the config; HS256: the
                            client's secret), so only the claim check can catch it
+``old_auth_time``          auth_time two hours in the past, re-signed with the real key: an upstream
+                           that answered from its own old session
 ``alg_none``               ``{"alg": "none"}``, the same claims, an empty signature
 ``hs256_with_public_key``  ``{"alg": "HS256", "kid": <real kid>}`` HMAC'd with the upstream's
                            public key as PEM (SubjectPublicKeyInfo) bytes: the alg-confusion attack
@@ -53,7 +55,7 @@ from jwcrypto import jwk, jws
 
 SCENARIOS = (None, "bad_signature", "unknown_kid", "wrong_iss", "wrong_aud", "expired", "wrong_nonce",
              "alg_none", "hs256_with_public_key", "userinfo_other_sub",
-             "introspection_inactive")
+             "introspection_inactive", "old_auth_time")
 
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
               "transfer-encoding", "upgrade", "content-length", "content-encoding"}
@@ -269,6 +271,8 @@ class TamperingProxy:
             return sign(header, changed, real)
         if scenario == "expired":
             return sign(header, {**claims, "iat": now - 7200, "exp": now - 3600}, real)
+        if scenario == "old_auth_time":
+            return sign(header, {**claims, "auth_time": now - 7200}, real)
         if scenario == "wrong_nonce":
             return sign(header, {**claims, "nonce": "not-" + secrets.token_urlsafe(16)}, real)
         if scenario == "bad_signature":
