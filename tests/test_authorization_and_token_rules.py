@@ -263,11 +263,7 @@ def test_a_wrong_password_shows_the_form_again_with_an_error(server, english_per
 # -- consent ----------------------------------------------------------------------------------------
 
 def consent_page(someone: Person, app: App, **params) -> Page:
-    page = someone.visit(app.authorization_url(**params))
-    if isinstance(page, Page) and page.has_password_form():
-        page = someone.submit_password(page)
-    assert isinstance(page, Page) and 'name="decision"' in page.html, "no consent page was shown"
-    return page
+    return someone.consent_page(app.authorization_url(**params))
 
 
 def shown_scopes(page: Page) -> list[str]:

@@ -195,11 +195,7 @@ def test_the_person_the_app_asked_for_by_hint_and_by_sub_gets_a_code(server, per
 # -- consent covers the claims asked for one by one ---------------------------------------------------
 
 def consent_page(someone: Person, app: App, **params) -> Page:
-    page = someone.visit(app.authorization_url(**params))
-    if isinstance(page, Page) and page.has_password_form():
-        page = someone.submit_password(page)
-    assert isinstance(page, Page) and 'name="decision"' in page.html, "no consent page was shown"
-    return page
+    return someone.consent_page(app.authorization_url(**params))
 
 
 def shown_items(page: Page) -> list[str]:

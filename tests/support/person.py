@@ -90,6 +90,14 @@ class Person:
                 return Arrival(form_post["action"], "POST", form_post["fields"])
             return page
 
+    def consent_page(self, authorization_url: str) -> Page:
+        """Open an authorization URL, type the password if asked, and stop at the consent page."""
+        page = self.visit(authorization_url)
+        if isinstance(page, Page) and page.has_password_form():
+            page = self.submit_password(page)
+        assert isinstance(page, Page) and 'name="decision"' in page.html, "no consent page was shown"
+        return page
+
     def sign_in(self, authorization_url: str, *, consent: str | None = "allow"):
         """Open the application's authorization URL and do what a person would: type the password,
         allow access. Returns where op-proxy finally sends them."""
