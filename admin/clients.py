@@ -11,7 +11,7 @@ from sqlalchemy import or_, select
 
 from admin.auth import admin_page, record_admin_action
 from op_proxy.claims.release import DEFAULT_CLIENT_SCOPES, SUPPORTED_SCOPES
-from op_proxy.clients.registry import ClientExists, create_client, new_client_secret, seal
+from op_proxy.clients.registry import ClientExists, create_client, new_client_secret
 from op_proxy.clients.validation import (
     AUTH_METHODS,
     CLIENT_ID,
@@ -23,7 +23,7 @@ from op_proxy.clients.validation import (
 from op_proxy.errors import PageError
 from op_proxy.i18n import N_
 from op_proxy.i18n import gettext as _
-from op_proxy.security import encrypt, hash_secret, random_token
+from op_proxy.security import hash_secret, random_token, seal
 from op_proxy.services import services
 from op_proxy.storage.models import Client
 from op_proxy.web import render_page
@@ -249,7 +249,7 @@ def attach(bp) -> None:
             if what == "secret" and row.token_endpoint_auth_method in ("client_secret_basic", "client_secret_post"):
                 row.secret_hash, label = hash_secret(secret), _("Client secret")
             elif what == "legacy-key" and row.mode == "query_token":
-                row.legacy_key, row.legacy_use_global_key = encrypt(svc.keyring.data_key(), secret), False
+                row.legacy_key, row.legacy_use_global_key = seal(svc.keyring.data_key(), secret), False
                 label = _("HS256 key for ?token=")
             elif what == "api-secret" and row.user_handler_endpoint:
                 row.user_handler_secret, label = seal(svc.keyring.data_key(), secret), _(API_SECRET_LABEL)

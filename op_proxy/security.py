@@ -58,6 +58,20 @@ def decrypt(key: bytes, token: str) -> str:
     return Fernet(key).decrypt(token.encode()).decode()
 
 
+def seal(key: bytes | None, secret: str | None) -> str | None:
+    """A secret op-proxy keeps but must use in clear (an API secret it sends, an HS256 key it signs
+    with, an upstream refresh token), encrypted for the database; no secret (None or empty) stays None."""
+    if not secret:
+        return None
+    if key is None:
+        raise ValueError("a secret op-proxy must use in clear needs the data key to be stored")
+    return encrypt(key, secret)
+
+
+def unseal(key: bytes, sealed: str | None) -> str | None:
+    return decrypt(key, sealed) if sealed else None
+
+
 def base64url_sha256(value: str) -> str:
     digest = hashlib.sha256(value.encode("ascii")).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")

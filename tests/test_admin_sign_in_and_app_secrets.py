@@ -58,6 +58,14 @@ def client_authenticates(server, client_id: str, secret: str) -> bool:
     return answer.status_code == 400 and answer.json()["error"] == "invalid_grant"
 
 
+def sign_in_to_app(server, client_id: str, secret: str, redirect_uri: str = APP_REDIRECT) -> dict:
+    """The app's whole code flow (Authlib, PKCE) with the demo person at the browser: its token response."""
+    app = authlib_client(server.issuer, client_id, secret, redirect_uri)
+    url, _ = app.create_authorization_url(server.url("/authorize"), code_verifier="v" * 43)
+    arrival = Person(server.issuer).sign_in(url)
+    return app.fetch_token(server.url("/token"), authorization_response=arrival.url, code_verifier="v" * 43)
+
+
 def register(admin: Person, server, **fields) -> httpx.Response:
     form = {"name": "แอปทดสอบ", "mode": "oidc", "token_endpoint_auth_method": "client_secret_basic",
             "subject_type": "public", "allowed_scopes": ["openid", "profile", "email"],
@@ -277,10 +285,7 @@ def test_a_new_app_with_a_user_handler_gets_both_secrets_and_rotation_reaches_th
                                             "/admin/clients/hr/rotate/api-secret"))
         assert api.secret != first_api_secret
 
-        app = authlib_client(server.issuer, "hr", secret, APP_REDIRECT)
-        url, _ = app.create_authorization_url(server.url("/authorize"), code_verifier="h" * 43)
-        arrival = Person(server.issuer).sign_in(url)
-        token = app.fetch_token(server.url("/token"), authorization_response=arrival.url, code_verifier="h" * 43)
+        token = sign_in_to_app(server, "hr", secret)
         assert verify_id_token(server.issuer, token["id_token"], "hr")["role"] == "editor"
         assert api.seen == [api.secret]
         assert api.secret not in stored_api_secret(database_url, "hr")
@@ -302,10 +307,7 @@ def test_an_api_secret_an_older_op_proxy_stored_in_clear_is_sealed_at_the_next_s
         server.start()
         assert stored_api_secret(database_url, "hr") != api.secret
 
-        app = authlib_client(server.issuer, "hr", secret, APP_REDIRECT)
-        url, _ = app.create_authorization_url(server.url("/authorize"), code_verifier="o" * 43)
-        arrival = Person(server.issuer).sign_in(url)
-        token = app.fetch_token(server.url("/token"), authorization_response=arrival.url, code_verifier="o" * 43)
+        token = sign_in_to_app(server, "hr", secret)
         assert verify_id_token(server.issuer, token["id_token"], "hr")["role"] == "editor"
         assert api.seen == [api.secret]
     finally:
@@ -324,10 +326,7 @@ def test_adding_a_user_handler_to_an_app_shows_its_new_api_secret_once(make_serv
                            legacy_token_lifetime="3600", user_handler_endpoint=api.url)
         api.secret = shown_secrets(edited)["User handler API secret (X-API-SECRET)"]
 
-        app = authlib_client(server.issuer, "library", secret, APP_REDIRECT)
-        url, _ = app.create_authorization_url(server.url("/authorize"), code_verifier="l" * 43)
-        arrival = Person(server.issuer).sign_in(url)
-        token = app.fetch_token(server.url("/token"), authorization_response=arrival.url, code_verifier="l" * 43)
+        token = sign_in_to_app(server, "library", secret)
         assert verify_id_token(server.issuer, token["id_token"], "library")["role"] == "editor"
     finally:
         api.stop()
@@ -366,10 +365,7 @@ def test_an_app_given_shorter_token_lifetimes_gets_tokens_that_expire_sooner(mak
     form = admin.http.get(server.url("/admin/clients/kiosk")).text
     assert 'name="access_token_lifetime" type="number" min="1" max="900" value="300"' in form
 
-    app = authlib_client(server.issuer, "kiosk", secret, APP_REDIRECT)
-    url, _ = app.create_authorization_url(server.url("/authorize"), code_verifier="k" * 43)
-    arrival = Person(server.issuer).sign_in(url)
-    token = app.fetch_token(server.url("/token"), authorization_response=arrival.url, code_verifier="k" * 43)
+    token = sign_in_to_app(server, "kiosk", secret)
     assert token["expires_in"] == 300
     access, identity = claims_of(token["access_token"]), verify_id_token(server.issuer, token["id_token"], "kiosk")
     assert access["exp"] - access["iat"] == 300 and identity["exp"] - identity["iat"] == 600
@@ -378,11 +374,7 @@ def test_an_app_given_shorter_token_lifetimes_gets_tokens_that_expire_sooner(mak
     assert refresh["active"] and refresh["exp"] - refresh["iat"] == 3600
 
     # The demo app, with no lifetimes of its own, keeps the server's.
-    demo = authlib_client(server.issuer, "demo", "demo-secret", "http://127.0.0.1:5000/callback")
-    url, _ = demo.create_authorization_url(server.url("/authorize"), code_verifier="m" * 43)
-    arrival = Person(server.issuer).sign_in(url)
-    assert demo.fetch_token(server.url("/token"), authorization_response=arrival.url,
-                            code_verifier="m" * 43)["expires_in"] == 900
+    assert sign_in_to_app(server, "demo", "demo-secret", "http://127.0.0.1:5000/callback")["expires_in"] == 900
 
 
 def test_a_lifetime_longer_than_the_server_s_is_refused_and_nothing_typed_is_lost(make_server):

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from op_proxy.clients.validation import validate_client_fields
 from op_proxy.config import ClientSettings
-from op_proxy.security import decrypt, encrypt, hash_secret, random_token
+from op_proxy.security import decrypt, encrypt, hash_secret, random_token, seal
 from op_proxy.storage.models import Client
 
 EDITABLE_FIELDS = (
@@ -44,9 +44,9 @@ async def sync_config_clients(db, clients: tuple[ClientSettings, ...], data_key:
             fields = asdict(settings)
             row.secret_hash = fields.pop("client_secret_hash")
             legacy_key = fields.pop("legacy_key")
-            row.legacy_key = encrypt(data_key, legacy_key) if legacy_key else None
+            row.legacy_key = seal(data_key, legacy_key)
             api_secret = fields.pop("user_handler_secret")
-            row.user_handler_secret = encrypt(data_key, api_secret) if api_secret else None
+            row.user_handler_secret = seal(data_key, api_secret)
             for name, value in fields.items():
                 if name == "client_id":
                     continue
@@ -56,19 +56,6 @@ async def sync_config_clients(db, clients: tuple[ClientSettings, ...], data_key:
         for client_id, row in existing.items():
             if row.source == "config" and client_id not in wanted:
                 row.enabled, row.updated_at = False, now
-
-
-def seal(data_key: bytes | None, secret: str | None) -> str | None:
-    """A secret op-proxy must send on (the user handler's X-API-SECRET), encrypted for the database."""
-    if secret is None:
-        return None
-    if data_key is None:
-        raise ValueError("a secret op-proxy sends on needs the data key to be stored")
-    return encrypt(data_key, secret)
-
-
-def unseal(data_key: bytes, sealed: str | None) -> str | None:
-    return decrypt(data_key, sealed) if sealed else None
 
 
 def is_sealed(data_key: bytes, value: str) -> bool:
@@ -118,7 +105,7 @@ async def create_client(db, fields: dict, data_key: bytes | None = None, limits=
         allowed_scopes=list(fields.get("allowed_scopes", ())),
         allowed_upstreams=list(fields.get("allowed_upstreams", ())),
         subject_type=fields.get("subject_type", "public"), enabled=True, source="database",
-        mode=fields.get("mode", "oidc"), legacy_key=encrypt(data_key, legacy_key) if legacy_key else None,
+        mode=fields.get("mode", "oidc"), legacy_key=seal(data_key, legacy_key),
         legacy_use_global_key=fields.get("legacy_use_global_key", False),
         legacy_token_lifetime=fields.get("legacy_token_lifetime", 3600), legacy_default=False,
         php_session=fields.get("php_session"),

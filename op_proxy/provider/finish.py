@@ -10,12 +10,11 @@ from sqlalchemy import select
 from op_proxy import audit
 from op_proxy.claims.release import requested_claim_names, scopes_for_claims
 from op_proxy.claims.subjects import subject_for
-from op_proxy.clients.registry import unseal
 from op_proxy.errors import PageError, RedirectableError
 from op_proxy.i18n import N_
 from op_proxy.i18n import gettext as _
 from op_proxy.provider import responses
-from op_proxy.security import random_token, token_digest
+from op_proxy.security import random_token, token_digest, unseal
 from op_proxy.services import Services, services
 from op_proxy.signin import flow, user_handler
 from op_proxy.signin.sessions import account_by_sub, current_session

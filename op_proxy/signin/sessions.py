@@ -7,7 +7,7 @@ import time
 from quart import request
 from sqlalchemy import select, update
 
-from op_proxy.security import encrypt, random_token, token_digest
+from op_proxy.security import random_token, seal, token_digest
 from op_proxy.storage.models import Account, Grant, SsoSession
 from op_proxy.upstreams.base import Identity
 
@@ -57,7 +57,7 @@ async def start_session(db, account: Account, identity: Identity, lifetime: int,
                      upstream=identity.upstream, auth_time=identity.authenticated_at(now), acr=identity.acr,
                      amr=identity.amr,
                      upstream_id_token=identity.upstream_id_token,
-                     upstream_refresh_token=sealed_upstream_refresh_token(identity, data_key),
+                     upstream_refresh_token=seal(data_key, identity.upstream_refresh_token),
                      created_at=now, expires_at=now + lifetime)
     async with db.transaction() as session:
         session.add(row)
@@ -72,7 +72,7 @@ async def renew_session(db, sso: SsoSession, identity: Identity, lifetime: int,
     values = {"auth_time": identity.authenticated_at(now), "acr": identity.acr, "amr": identity.amr,
               "expires_at": now + lifetime,
               "upstream_id_token": identity.upstream_id_token,
-              "upstream_refresh_token": sealed_upstream_refresh_token(identity, data_key)}
+              "upstream_refresh_token": seal(data_key, identity.upstream_refresh_token)}
     async with db.transaction() as session:
         result = await session.execute(update(SsoSession).where(SsoSession.cookie_digest == sso.cookie_digest,
                                                                 SsoSession.ended_at.is_(None)).values(**values))
@@ -81,11 +81,6 @@ async def renew_session(db, sso: SsoSession, identity: Identity, lifetime: int,
     for name, value in values.items():
         setattr(sso, name, value)
     return sso
-
-
-def sealed_upstream_refresh_token(identity: Identity, data_key: bytes) -> str | None:
-    refresh_token = identity.upstream_refresh_token
-    return encrypt(data_key, refresh_token) if refresh_token else None
 
 
 async def current_session(db) -> SsoSession | None:
