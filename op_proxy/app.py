@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 
 from quart import Quart, jsonify, redirect, request
@@ -12,6 +14,7 @@ from op_proxy.config import Settings
 from op_proxy.errors import PageError
 from op_proxy.masking import loggable
 from op_proxy.services import Services
+from op_proxy.storage.housekeeping import purge_periodically
 from op_proxy.web import LANGUAGE_COOKIE, render_page, set_cookie, use_locale
 
 log = logging.getLogger("op_proxy")
@@ -50,6 +53,7 @@ def create_app(settings: Settings) -> Quart:
         app.register_blueprint(module.blueprint)
     callbacks.register(app, svc.connectors)
     admin.register(app)
+    background: list[asyncio.Task] = []
 
     @app.before_serving
     async def start():
@@ -59,9 +63,16 @@ def create_app(settings: Settings) -> Quart:
             log.info("sealed %d user handler API secrets stored in plaintext before migration 0009", sealed)
         key = svc.keyring.ensure_signing_key()
         log.info("op-proxy serving issuer=%s signing_key=%s config=%s", settings.issuer, key.kid, settings.source)
+        if settings.storage.purge_interval:
+            background.append(asyncio.create_task(purge_periodically(svc.db, settings), name="purge"))
 
     @app.after_serving
     async def stop():
+        for task in background:
+            task.cancel()  # a purge cut short rolls its batch back; the next start goes on
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        background.clear()
         await svc.db.close()
         await svc.http.aclose()
 

@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     db = commands.add_parser("db", help="database").add_subparsers(title="db commands")
     db.add_parser("upgrade", help="apply the Alembic migrations").set_defaults(run=db_upgrade)
+    db.add_parser("purge", help="delete expired rows, and audit events past audit.retention_days").set_defaults(
+        run=db_purge)
 
     clients = commands.add_parser("clients", help="registered applications").add_subparsers(title="clients commands")
     add = clients.add_parser("add", help="register an application (its secret is printed once)")
@@ -164,6 +166,16 @@ def db_upgrade(settings, args):
 
     upgrade_schema(settings.database_url)
     print("database is at the latest migration")
+
+
+def db_purge(settings, args):
+    from op_proxy.storage.housekeeping import purge
+
+    deleted = run(with_db(settings, lambda db: purge(db, settings)))
+    print(f"deleted what expired more than {settings.storage.purge_grace} s ago, and audit events older than "
+          f"{settings.audit.retention_days} days:")
+    for table, count in deleted.items():
+        print(f"  {table:<20} {count}")
 
 
 # -- clients -------------------------------------------------------------------------------------

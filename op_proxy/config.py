@@ -149,6 +149,22 @@ class AdminPanelSettings:
 
 
 @dataclass(frozen=True)
+class StorageSettings:
+    # Every process deletes expired rows this often (seconds, with jitter); 0: only `op-proxy db purge`.
+    purge_interval: int = 600
+    # A row is deleted this long after it expired, so a server whose clock runs ahead never deletes
+    # what another still accepts.
+    purge_grace: int = 60
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    # Days audit events are kept. The organisation decides, as the data controller under the PDPA;
+    # at least 1, because the dashboard shows the last 24 hours.
+    retention_days: int = 365
+
+
+@dataclass(frozen=True)
 class Settings:
     source: str
     server: ServerSettings
@@ -159,6 +175,8 @@ class Settings:
     upstreams: dict[str, UpstreamSettings]
     legacy: LegacySettings = LegacySettings()
     admin: AdminPanelSettings = AdminPanelSettings()
+    storage: StorageSettings = StorageSettings()
+    audit: AuditSettings = AuditSettings()
 
     @property
     def issuer(self) -> str:
@@ -303,7 +321,25 @@ def parse_settings(raw: dict, source: str) -> Settings:
         upstreams=upstreams,
         legacy=parse_legacy(root.sub("legacy")),
         admin=parse_admin(root.sub("admin")),
+        storage=parse_storage(root.sub("storage")),
+        audit=parse_audit(root.sub("audit")),
     )
+
+
+def parse_storage(r: _Reader) -> StorageSettings:
+    found = {name: r.get(name, int, default) for name, default in
+             (("purge_interval", StorageSettings.purge_interval), ("purge_grace", StorageSettings.purge_grace))}
+    for name, value in found.items():
+        if value < 0:
+            r.fail(name, "must be a number of seconds, 0 or more")
+    return StorageSettings(**found)
+
+
+def parse_audit(r: _Reader) -> AuditSettings:
+    days = r.get("retention_days", int, AuditSettings.retention_days)
+    if days < 1:
+        r.fail("retention_days", "must be a number of days, at least 1 (the dashboard shows the last 24 hours)")
+    return AuditSettings(retention_days=days)
 
 
 def parse_admin(r: _Reader) -> AdminPanelSettings:
