@@ -3,6 +3,10 @@
 ``figures`` is what ``/admin/dashboard.json`` answers; ``event_stream`` is the server-sent-events body
 of ``/admin/dashboard/events``: the same JSON each time it changes, a comment now and then to keep
 proxies from closing an idle connection, and nothing more once the admin's session has ended.
+
+Both figures survive a purge (``op_proxy.storage.housekeeping``): sign-ins are counted from audit
+events, which are kept for at least a day (``[audit] retention_days`` ≥ 1), and only sessions that
+have ended or expired are ever deleted, never one counted here as active.
 """
 
 from __future__ import annotations

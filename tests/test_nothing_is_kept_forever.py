@@ -432,3 +432,18 @@ def test_retention_and_purge_settings_are_checked_at_start(tmp_path):
     with pytest.raises(ConfigError) as refused:
         load_settings(config, environ={"OP_PROXY_STORAGE_PURGE_GRACE": "-5"})
     assert refused.value.key == "storage.purge_grace"
+
+
+async def test_the_background_purge_starts_with_the_server_and_stops_with_it(tmp_path):
+    from op_proxy.app import create_app
+
+    config = write_config(tmp_path, port=free_port(), database_url=f"sqlite+aiosqlite:///{tmp_path}/op.sqlite3")
+    app = create_app(load_settings(config, environ={"OP_PROXY_STORAGE_PURGE_INTERVAL": "1"}))
+
+    def purges() -> list[asyncio.Task]:
+        return [task for task in asyncio.all_tasks() if task.get_name() == "purge"]
+
+    async with app.test_app():
+        running = purges()
+        assert len(running) == 1 and not running[0].done()
+    assert running[0].cancelled() and not purges()
