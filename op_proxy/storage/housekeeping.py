@@ -4,9 +4,9 @@ One function per family of rows, named for what it deletes; ``purge`` runs them 
 purge``, and every process in the background through ``purge_periodically``). Dex's
 ``GarbageCollect`` is the model, made safe for several processes on one database:
 
-- each batch is one short transaction that picks at most ``BATCH`` primary keys and deletes those
-  rows, repeating the condition in the DELETE, so no lock is held for long and a row that came back
-  to life in between (a renewed SSO session, a grant that got a token) is left alone;
+- each batch reads at most ``BATCH`` primary keys, then deletes those rows in one short transaction
+  whose DELETE repeats the condition, so no lock is held for long and a row that came back to life
+  in between (a renewed SSO session, a grant that got a token) is left alone;
 - two processes purging at once delete each row once (the other one finds it gone); a batch that
   meets a deadlock or a locked SQLite file is tried again after a short, random pause;
 - a row goes ``[storage] purge_grace`` seconds after it expired, so a server whose clock runs a
@@ -72,15 +72,18 @@ async def delete_in_batches(db, key, *conditions) -> int:
 
 
 async def _delete_one_batch(db, query, key, conditions) -> tuple[list, int]:
+    # The keys are read first, outside the deleting transaction: that one then starts with its write
+    # (on SQLite it waits for another writer instead of failing to upgrade a read) and is short.
+    async with db.session() as session:
+        keys = list((await session.scalars(query)).all())
+    if not keys:
+        return keys, 0
     attempt = 1
     while True:
         try:
             async with db.transaction() as session:
-                keys = list((await session.scalars(query)).all())
-                if not keys:
-                    return keys, 0
                 result = await session.execute(delete(key.table).where(key.in_(keys), *conditions))
-                return keys, max(result.rowcount, 0)
+            return keys, max(result.rowcount, 0)
         except OperationalError as exc:
             # A deadlock with another purger (MariaDB) or a SQLite file locked for longer than its
             # busy timeout: the transaction was rolled back, so trying again is safe.
