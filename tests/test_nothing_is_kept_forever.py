@@ -235,9 +235,8 @@ def test_a_purge_deletes_what_expired_and_everything_still_usable_keeps_working(
         assert not after[table] & short_lived_rows[table], f"expired {table} are still stored"
         assert live_rows[table] <= after[table], f"usable {table} were deleted"
         assert deleted[table] == len(short_lived_rows[table]), table
-    assert deleted["audit_events"] == 1 and count(database_url, AuditEvent) > 1
-    assert {event.sub for event in audit_events_aged(364)} <= audit_subjects(database_url)
-    assert "aged-366" not in audit_subjects(database_url)
+    assert deleted["audit_events"] == 1
+    assert "aged-364" in audit_subjects(database_url) and "aged-366" not in audit_subjects(database_url)
     assert dashboard_figures(database_url, settings, pinned) == figures_before
 
     # Somying's session and current refresh token still work ...
