@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+import re
+
+# RFC 6749 §4.1.2.1 and §5.2: error_description is limited to %x20-21 / %x23-5B / %x5D-7E, so
+# what a client sent (a parameter name, a prompt value) is never echoed as quotes, backslashes,
+# control characters or anything outside printable ASCII.
+_OUTSIDE_ERROR_DESCRIPTION_CHARACTERS = re.compile(r'[^\x20\x21\x23-\x5b\x5d-\x7e]')
+MAX_DESCRIPTION_LENGTH = 200
+
+
+def error_description(text: str | None) -> str:
+    """``text`` made safe to send as an ``error_description`` (JSON body, redirect or header)."""
+    if not text:
+        return ""
+    safe = _OUTSIDE_ERROR_DESCRIPTION_CHARACTERS.sub("?", text)
+    return safe if len(safe) <= MAX_DESCRIPTION_LENGTH else safe[:MAX_DESCRIPTION_LENGTH - 3] + "..."
+
 
 class OAuthError(Exception):
     """An error answered to a client as JSON (token, introspection, revocation, userinfo)."""
 
     def __init__(self, error: str, description: str = "", status: int = 400, headers: dict | None = None):
+        description = error_description(description)
         super().__init__(f"{error}: {description}")
         self.error, self.description, self.status = error, description, status
         self.headers = headers or {}
@@ -34,6 +51,7 @@ class RedirectableError(Exception):
     """An authorization error that goes back to the client's (already verified) redirect URI."""
 
     def __init__(self, error: str, description: str = ""):
+        description = error_description(description)
         super().__init__(f"{error}: {description}")
         self.error, self.description = error, description
 

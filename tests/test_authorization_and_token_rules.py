@@ -316,12 +316,23 @@ def test_the_claims_parameter_puts_a_requested_claim_in_the_id_token(server, per
     assert "name" not in claims  # only what was asked for
 
 
-@pytest.mark.parametrize("claims", ["{not json", '{"id_token": "email"}', '["id_token"]'],
-                         ids=["not-json", "member-not-an-object", "not-an-object"])
+NESTED_1000_LEVELS = '{"id_token": {"email": ' + '{"a": ' * 998 + "null" + "}" * 1000
+TOO_DEEP = '{"id_token": {"email": {"values": ' + "[" * 10 + "]" * 10 + "}}}"
+
+
+@pytest.mark.parametrize("claims", [
+    "{not json", '{"id_token": "email"}', '["id_token"]', NESTED_1000_LEVELS, TOO_DEEP,
+    '{"id_token": {"email": {"value": NaN}}}', '{"userinfo": {"email": {"values": [Infinity, -Infinity]}}}',
+    '{"id_token": {"email": {"value": "' + "x" * 9000 + '"}}}',
+], ids=["not-json", "member-not-an-object", "not-an-object", "nested-1000-levels", "nested-too-deep", "NaN",
+        "Infinity", "too-long"])
 def test_a_malformed_claims_parameter_is_an_invalid_request(server, person, demo, claims):
+    """A hostile page crafts the sign-in link: the application hears invalid_request, nobody gets a 500
+    (a RecursionError for 1,000 levels; NaN, which is not JSON, refused later by MariaDB's JSON check)."""
     arrival = person.visit(demo.authorization_url(claims=claims))
 
     assert_error_back_at(arrival, CALLBACK, "invalid_request", server)
+    assert "Traceback" not in server.log()
 
 
 @pytest.fixture
@@ -427,6 +438,30 @@ def test_a_client_must_authenticate_with_its_registered_method(server, person):
     code = signed_in_code(person, poster)
 
     assert_invalid_client(poster.exchange(code, auth="basic"))
+
+
+RFC_6749_DESCRIPTION = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]+")  # §4.1.2.1 and §5.2
+
+
+def test_an_error_description_never_repeats_what_a_client_sent_outside_rfc_6749s_characters(server, person, demo):
+    """A hostile page puts quotes, a backslash, a line break and Thai into the prompt of a sign-in
+    link, and a script repeats an oddly named parameter at /token: the application's error parser
+    (and the log or page it writes the description into) only ever gets RFC 6749's characters."""
+    arrival = person.visit(demo.authorization_url(prompt='login "><img src=x>\\\nเข้าสู่ระบบ'))
+
+    assert_error_back_at(arrival, CALLBACK, "invalid_request", server)
+    assert RFC_6749_DESCRIPTION.fullmatch(arrival.params["error_description"]), arrival.params
+
+    odd = 'scope"\\\r\nX-Injected: 1 ภาษาไทย'
+    response = httpx.post(server.issuer + "/token", auth=("demo", "demo-secret"),
+                          data={"grant_type": "authorization_code", odd: ["1", "2"]})
+    assert response.status_code == 400 and response.json()["error"] == "invalid_request"
+    assert RFC_6749_DESCRIPTION.fullmatch(response.json()["error_description"]), response.json()
+
+    response = demo.token({"grant_type": 'password" \\ ' + "ก" * 500})
+    assert response.json()["error"] == "unsupported_grant_type"
+    assert RFC_6749_DESCRIPTION.fullmatch(response.json()["error_description"]), response.json()
+    assert len(response.json()["error_description"]) <= 200
 
 
 def test_an_unsupported_grant_type_is_refused(server, demo):

@@ -168,14 +168,41 @@ async def check_claims_parameter(svc: Services, req: AuthorizationRequest) -> No
     raw = req.args.get("claims")
     if raw is None:
         return
+    if len(raw) > MAX_CLAIMS_LENGTH:
+        raise RedirectableError("invalid_request", f"claims is longer than {MAX_CLAIMS_LENGTH} characters")
     try:
-        claims = json.loads(raw)
-    except ValueError:
+        claims = json.loads(raw, parse_constant=_refuse_non_json_number)
+    except (ValueError, RecursionError):
         raise RedirectableError("invalid_request", "claims is not valid JSON") from None
+    if nesting_depth(claims) > MAX_CLAIMS_DEPTH:
+        raise RedirectableError("invalid_request", f"claims is nested deeper than {MAX_CLAIMS_DEPTH} levels")
     if not isinstance(claims, dict) or not all(
             k in ("userinfo", "id_token") and isinstance(v, dict) for k, v in claims.items()):
         raise RedirectableError("invalid_request", "claims must hold userinfo and/or id_token objects")
     req.claims = claims
+
+
+# {"userinfo": {"name": {"essential": true, "values": [...]}}} is four levels; room for object values.
+MAX_CLAIMS_DEPTH = 8
+MAX_CLAIMS_LENGTH = 8192
+
+
+def _refuse_non_json_number(constant: str):
+    """RFC 8259 §6: NaN and Infinity are not JSON (Python's parser accepts them; databases do not)."""
+    raise ValueError(f"{constant} is not a JSON number")
+
+
+def nesting_depth(value) -> int:
+    """How deeply objects and arrays nest in ``value``, counted without recursion."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        pending.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 async def check_id_token_hint(svc: Services, req: AuthorizationRequest) -> None:
