@@ -38,3 +38,27 @@ def test_pairwise_clients_each_get_their_own_stable_sub_for_the_same_person(make
     assert sub_seen_by(server, again, "demo", "http://127.0.0.1:5000/callback") == public
     server.restart()
     assert sub_seen_by(server, Person(server.issuer), "library", "http://library.localhost:5301/callback") == library
+
+
+def test_a_native_app_returning_through_its_own_uri_scheme_gets_a_pairwise_sub(make_server):
+    """A phone app registered with only a private-use scheme (RFC 8252 §7.1) and pairwise subjects:
+    its redirect URIs have no host to derive the sector from (OIDC Core §8.1), so the app itself is
+    the sector. The person signs in (no 500), and the app keeps seeing one sub of its own."""
+    native = {"client_id": "clinic-phone", "name": "Clinic on the phone", "token_endpoint_auth_method": "none",
+              "subject_type": "pairwise", "redirect_uris": ["th.ac.example.clinic:/oauth2redirect"]}
+    server = make_server(clients=default_clients() + [native])
+
+    def sub_on_the_phone(person) -> str:
+        app = authlib_client(server.issuer, "clinic-phone", None, "th.ac.example.clinic:/oauth2redirect",
+                             auth_method="none")
+        url, _ = app.create_authorization_url(server.url("/authorize"), code_verifier="n" * 43)
+        arrival = person.sign_in(url)
+        assert arrival.url.startswith("th.ac.example.clinic:/oauth2redirect?code="), arrival
+        token = app.fetch_token(server.url("/token"), authorization_response=arrival.url, code_verifier="n" * 43)
+        return verify_id_token(server.issuer, token["id_token"], "clinic-phone")["sub"]
+
+    person = Person(server.issuer)
+    first = sub_on_the_phone(person)
+    assert sub_on_the_phone(person) == first  # again, through the single sign-on session
+    assert first != sub_seen_by(server, person, "demo", "http://127.0.0.1:5000/callback")
+    assert sub_on_the_phone(Person(server.issuer)) == first  # another day, another browser

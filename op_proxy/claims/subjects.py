@@ -10,9 +10,12 @@ from urllib.parse import urlsplit
 
 
 def sector_identifier(client) -> str:
-    """OIDC Core §8.1: without a sector_identifier_uri, the host of the (single-host) redirect URIs."""
+    """OIDC Core §8.1: without a sector_identifier_uri, the host of the (single-host) redirect URIs.
+
+    A native app whose redirect URIs are all private-use schemes (``com.example.app:/cb``, RFC 8252
+    §7.1) has no host: its sector is the client itself, as for a client with several hosts."""
     hosts = {urlsplit(uri).hostname for uri in client.redirect_uris}
-    return hosts.pop() if len(hosts) == 1 else client.client_id
+    return hosts.pop() if len(hosts) == 1 and None not in hosts else client.client_id
 
 
 def subject_for(account_sub: str, client, salt: bytes) -> str:
