@@ -17,9 +17,10 @@ from authlib.jose import jwt as authlib_jwt
 from jwcrypto import jwk
 from jwcrypto import jwt as jwcrypto_jwt
 
+from op_proxy.config import load_settings
 from tests.support.person import Arrival, Page, Person
 from tests.support.rp import discovery, verify_id_token
-from tests.support.server import default_clients
+from tests.support.server import DEMO_PROFILE, ROOT, default_clients
 
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 DEMO_HOME = "http://127.0.0.1:5000/"
@@ -248,6 +249,21 @@ def test_with_the_email_scope_the_app_gets_the_email_address_but_not_the_name(se
     assert profile["email"] == "somchai.j@example.ac.th"
     for claim in ("name", "given_name", "family_name", "preferred_username"):
         assert claim not in profile
+
+
+def test_a_developer_trying_the_demo_with_the_phone_scope_gets_a_phone_number(server, person, app):
+    """Discovery lists ``phone``; the demo person (conf/dev.toml, mirrored by the tests' server) has a
+    made-up number, so an app asking for it sees what a real one would, and nothing more."""
+    shipped = load_settings(ROOT / "conf" / "dev.toml", environ={})
+    demo_person = next(user for user in shipped.upstreams["local"].users if user.username == "demo")
+    assert demo_person.claims["phone_number"] == DEMO_PROFILE["phone_number"]
+    assert "phone" in discovery(server.issuer)["scopes_supported"]
+
+    tokens = app.sign_in(person, scope="openid phone")
+    profile = userinfo(server.issuer, tokens["access_token"]).json()
+
+    assert profile["phone_number"] == DEMO_PROFILE["phone_number"]
+    assert set(profile) == {"sub", "phone_number"}
 
 
 def test_the_access_token_is_a_jwt_a_resource_server_can_verify_with_the_jwks(server, person, app):
