@@ -43,7 +43,7 @@ def toml_value(value) -> str:
 
 DEMO_PROFILE = {
     "id": "6400001", "username": "demo", "name": "สมชาย ใจดี", "firstName": "สมชาย", "lastName": "ใจดี",
-    "email": "somchai.j@example.ac.th", "department": "ภาควิชาวิศวกรรมคอมพิวเตอร์",
+    "email": "somchai.j@example.ac.th", "phone_number": "+66 74 000 0000", "department": "ภาควิชาวิศวกรรมคอมพิวเตอร์",
     "position": "นักวิชาการคอมพิวเตอร์", "campus": "วิทยาเขตหาดใหญ่",
     "officeName": "สำนักนวัตกรรมดิจิทัลและระบบอัจฉริยะ", "facultyId": "F10", "departmentId": "D1001",
     "campusId": "C01", "groups": ["staff", "developer"], "pid": "1100700000019", "title": "นาย",
