@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from urllib.parse import urlsplit
 
 from quart import Quart, jsonify, redirect, request
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from op_proxy import i18n
 from op_proxy.clients.registry import seal_plaintext_api_secrets, sync_config_clients
@@ -30,6 +33,31 @@ SECURITY_HEADERS = {
 }
 
 
+# Endpoints applications call: their errors are JSON (RFC 6749 §5.2), never a page.
+API_PATHS = ("/token", "/userinfo", "/introspect", "/revoke", "/jwks", "/.well-known/")
+# The database cannot be reached or does not answer: nothing a retry a little later would not fix.
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout, ConnectionError)
+RETRY_AFTER_SECONDS = "30"
+
+
+class IssuerBoundQuart(Quart):
+    """A Quart application whose URLs (slash redirects, ``url_for(_external=True)``) are built from
+    the issuer, never from the Host header a client chose: ``Host: evil.example`` must not turn
+    ``/admin`` into a redirect to ``http://evil.example/admin/`` (nor poison a cache with one).
+    Requests are still matched whatever their Host, so processes behind a proxy that passes its own
+    upstream address (nginx's default ``Host: $proxy_host``) keep working."""
+
+    issuer: str = ""
+
+    def create_url_adapter(self, request):
+        if request is None or not self.issuer:
+            return super().create_url_adapter(request)
+        issuer = urlsplit(self.issuer)
+        return self.url_map.bind(issuer.netloc, script_name=issuer.path or "/", url_scheme=issuer.scheme,
+                                 default_method=request.method, path_info=request.path,
+                                 query_args=request.query_string.decode("latin-1"))
+
+
 def create_app(settings: Settings) -> Quart:
     import admin
     from op_proxy import operations
@@ -45,7 +73,8 @@ def create_app(settings: Settings) -> Quart:
     )
     from op_proxy.signin import callbacks, pages
 
-    app = Quart(__name__)
+    app = IssuerBoundQuart(__name__)
+    app.issuer = settings.issuer
     app.jinja_env.add_extension("jinja2.ext.i18n")
     app.jinja_env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)
     app.extensions["op_proxy"] = svc = Services.build(settings)
@@ -93,6 +122,29 @@ def create_app(settings: Settings) -> Quart:
         log.info("page error status=%s detail=%s path=%s", error.status, loggable(error.detail),
                  loggable(request.path))
         return await render_page("error.html", error.status, title=error.title, message=error.message)
+
+    async def database_unavailable(error: Exception):
+        # Only the kind of failure: an SQLAlchemy message carries the statement and its parameters.
+        cause = getattr(error, "orig", None) or error
+        code = cause.args[0] if cause.args and isinstance(cause.args[0], int) else None
+        log.warning("database unavailable: %s (%s %s) path=%s", type(error).__name__, type(cause).__name__,
+                    code, loggable(request.path))
+        if request.path.startswith(API_PATHS):
+            response = jsonify({"error": "temporarily_unavailable",
+                                "error_description": "the service cannot reach its database; try again shortly"})
+            response.status_code = 503
+        else:
+            use_locale()
+            response = await render_page(
+                "error.html", 503, title=i18n.gettext("Temporarily unavailable"),
+                message=i18n.gettext("op-proxy cannot reach its database right now. Nothing was changed; "
+                                     "try again in a minute."))
+        response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    for failure in DATABASE_UNAVAILABLE:
+        app.register_error_handler(failure, database_unavailable)
 
     @app.route("/favicon.ico")
     async def favicon():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import tomllib
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,7 +33,8 @@ class ServerSettings:
     secure_cookies: bool = True
     session_lifetime: int = 8 * 3600
     default_locale: str = "th"
-    trust_forwarded_headers: bool = False
+    # Reverse proxies whose X-Forwarded-For is believed (addresses or networks); none: the socket peer.
+    trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
     metrics: bool = True  # Prometheus text at /metrics (counts only: nothing about a person)
 
 
@@ -258,6 +260,8 @@ def from_environment(value: FromEnvironment, kind: type | tuple) -> Any:
             return float(value)
         except ValueError:
             pass
+    if list in kinds:  # OP_PROXY_SERVER_TRUSTED_PROXIES="10.0.0.0/8, 127.0.0.1"
+        return [item.strip() for item in value.split(",") if item.strip()]
     return value
 
 
@@ -381,9 +385,22 @@ def parse_server(r: _Reader) -> ServerSettings:
         secure_cookies=r.get("secure_cookies", bool, parts.scheme == "https"),
         session_lifetime=r.positive_int("session_lifetime", 8 * 3600),
         default_locale=locale,
-        trust_forwarded_headers=r.get("trust_forwarded_headers", bool, False),
+        trusted_proxies=parse_trusted_proxies(r),
         metrics=r.get("metrics", bool, True),
     )
+
+
+def parse_trusted_proxies(r: _Reader) -> tuple[IPv4Network | IPv6Network, ...]:
+    if "trust_forwarded_headers" in r.table:
+        r.fail("trust_forwarded_headers", "replaced by trusted_proxies: list your reverse proxies' addresses "
+                                          '(e.g. trusted_proxies = ["127.0.0.1"]); only they may set X-Forwarded-For')
+    networks = []
+    for entry in r.strings("trusted_proxies"):
+        try:
+            networks.append(ip_network(entry.strip(), strict=False))
+        except ValueError:
+            r.fail("trusted_proxies", f"{entry!r} is not an IP address or network (such as 10.0.0.0/8)")
+    return tuple(networks)
 
 
 def parse_tokens(r: _Reader) -> TokenSettings:

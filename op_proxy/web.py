@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ipaddress import ip_address
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from quart import make_response, render_template, request
@@ -14,11 +15,39 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 def client_ip() -> str | None:
-    if services().settings.server.trust_forwarded_headers:
-        forwarded = request.headers.get("X-Forwarded-For")
-        if forwarded:
-            return forwarded.split(",")[0].strip()
-    return request.remote_addr
+    """Who sent this request: the socket peer, unless that is one of ``[server] trusted_proxies``;
+    then X-Forwarded-For is read from the right, skipping trusted proxies, and the first address not
+    among them is the client (the left part of the header is whatever the client chose to send).
+    Nothing else of a forwarded request is believed: every URL op-proxy builds comes from the issuer,
+    so X-Forwarded-Proto and X-Forwarded-Host are never read."""
+    trusted = services().settings.server.trusted_proxies
+    peer = request.remote_addr
+    if not trusted or not _is_trusted(peer, trusted):
+        return peer
+    hops = [hop.strip() for header in request.headers.getlist("X-Forwarded-For") for hop in header.split(",")]
+    for hop in reversed(hops):
+        if _address(hop) is None:
+            break  # a proxy of ours would not have written this: keep the last address we could trust
+        peer = hop
+        if not _is_trusted(hop, trusted):
+            break
+    return peer
+
+
+def _address(text: str | None):
+    try:
+        return ip_address(text.removeprefix("[").removesuffix("]")) if text else None
+    except ValueError:
+        return None
+
+
+def _is_trusted(text: str | None, trusted) -> bool:
+    address = _address(text)
+    if address is None:
+        return False
+    if getattr(address, "ipv4_mapped", None):
+        address = address.ipv4_mapped
+    return any(address in network for network in trusted)
 
 
 def use_locale(ui_locales: str | None = None) -> str:
