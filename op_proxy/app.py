@@ -8,13 +8,11 @@ import logging
 from urllib.parse import urlsplit
 
 from quart import Quart, jsonify, redirect, request
-from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from op_proxy import i18n
 from op_proxy.clients.registry import seal_plaintext_api_secrets, sync_config_clients
 from op_proxy.config import Settings
-from op_proxy.errors import PageError
+from op_proxy.errors import DATABASE_UNAVAILABLE, PageError
 from op_proxy.masking import loggable
 from op_proxy.services import Services
 from op_proxy.storage.housekeeping import purge_periodically
@@ -35,8 +33,6 @@ SECURITY_HEADERS = {
 
 # Endpoints applications call: their errors are JSON (RFC 6749 §5.2), never a page.
 API_PATHS = ("/token", "/userinfo", "/introspect", "/revoke", "/jwks", "/.well-known/")
-# The database cannot be reached or does not answer: nothing a retry a little later would not fix.
-DATABASE_UNAVAILABLE = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout, ConnectionError)
 RETRY_AFTER_SECONDS = "30"
 
 

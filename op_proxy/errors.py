@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import re
 
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+# The database cannot be reached or does not answer: nothing a retry a little later would not fix.
+# (The app answers them with 503; see ``database_unavailable`` in app.py.)
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout, ConnectionError)
+
 # RFC 6749 §4.1.2.1 and §5.2: error_description is limited to %x20-21 / %x23-5B / %x5D-7E, so
 # what a client sent (a parameter name, a prompt value) is never echoed as quotes, backslashes,
 # control characters or anything outside printable ASCII.

@@ -64,6 +64,10 @@ def test_while_the_database_is_unreachable_apps_get_503_json_and_people_a_page_i
     assert_temporarily_unavailable(httpx.post(server.url("/token"), data=refresh, auth=("demo", "demo-secret")))
     assert_temporarily_unavailable(httpx.get(server.url("/userinfo"),
                                              headers={"Authorization": f"Bearer {tokens['access_token']}"}))
+    # A single-page app's browser asks too (its Origin makes op-proxy look up the registered origins).
+    spa = httpx.get(server.url("/userinfo"), headers={"Authorization": f"Bearer {tokens['access_token']}",
+                                                      "Origin": "http://127.0.0.1:5173"})
+    assert_temporarily_unavailable(spa)
     for endpoint in ("/introspect", "/revoke"):
         assert_temporarily_unavailable(httpx.post(server.url(endpoint), data={"token": tokens["access_token"]},
                                                   auth=("demo", "demo-secret")))

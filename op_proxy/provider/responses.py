@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from quart import redirect, request
 
 from op_proxy.clients.registry import list_clients
-from op_proxy.errors import RedirectableError
+from op_proxy.errors import DATABASE_UNAVAILABLE, RedirectableError
 from op_proxy.services import services
 from op_proxy.web import NO_STORE, render_page, url_with
 
@@ -68,7 +68,13 @@ async def allow_registered_origins(response):
     cookies, and an Origin we do not know gets no CORS header at all, so the browser keeps it out."""
     response.vary.add("Origin")
     requested_by = request.headers.get("Origin")
-    if not requested_by or requested_by.lower() not in await registered_origins(services().db):
+    if not requested_by:
+        return response
+    try:
+        known = requested_by.lower() in await registered_origins(services().db)
+    except DATABASE_UNAVAILABLE:
+        known = False  # this answer is already the 503 (or will fail anyway): no CORS, no second error
+    if not known:
         return response
     response.headers["Access-Control-Allow-Origin"] = requested_by
     if request.method == "OPTIONS":
