@@ -244,6 +244,8 @@ def coerce_like(current: Any, value: str) -> Any:
             return int(value)
         except ValueError:
             return value
+    if isinstance(current, list):
+        return from_environment(FromEnvironment(value), list)
     return value
 
 

@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
-from op_proxy.config import ConfigError, parse_settings
+from op_proxy.config import ConfigError, load_settings, parse_settings
 from tests.support.nginx import Nginx
 from tests.support.person import Person
 
@@ -85,6 +85,15 @@ def test_a_chain_of_trusted_proxies_is_read_from_the_right(make_server):
     mistyped_password(server.base, browser_at("127.0.0.1", **{"X-Forwarded-For": chain}))
 
     assert failed_sign_in_addresses(server) == ["198.51.100.7"]
+
+
+def test_an_operator_names_the_proxies_in_the_file_or_in_the_environment(tmp_path):
+    config = tmp_path / "op-proxy.toml"
+    config.write_text('[server]\nissuer = "https://sso.example.ac.th"\ntrusted_proxies = ["10.0.0.7"]\n')
+
+    assert [str(n) for n in load_settings(config, environ={}).server.trusted_proxies] == ["10.0.0.7/32"]
+    from_container = load_settings(config, environ={"OP_PROXY_SERVER_TRUSTED_PROXIES": "127.0.0.1, 10.0.0.0/24"})
+    assert [str(n) for n in from_container.server.trusted_proxies] == ["127.0.0.1/32", "10.0.0.0/24"]
 
 
 def test_a_proxy_address_that_is_not_an_address_stops_op_proxy_at_start():
