@@ -117,7 +117,8 @@ def deployment(request, make_server, tmp_path, database_url):
 def sign_in_through_nginx(deployment: Deployment) -> dict:
     """authorize → password → code → token → userinfo, all over https through nginx."""
     with deployment.app() as app:
-        metadata = app.request("GET", deployment.issuer + "/.well-known/openid-configuration", withhold_token=True).json()
+        discovery_url = deployment.issuer + "/.well-known/openid-configuration"
+        metadata = app.request("GET", discovery_url, withhold_token=True).json()
         verifier, nonce = secrets.token_urlsafe(48), secrets.token_urlsafe(16)
         url, state = app.create_authorization_url(metadata["authorization_endpoint"], code_verifier=verifier,
                                                   nonce=nonce)

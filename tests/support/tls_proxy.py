@@ -16,7 +16,7 @@ import ssl
 import subprocess
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -51,7 +51,7 @@ class ThrowAwayCA:
 
         self.key = ec.generate_private_key(ec.SECP256R1())
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         self.certificate = (
             x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
             .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
@@ -81,7 +81,7 @@ class ThrowAwayCA:
         from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
         key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         alternative_names = ([x509.IPAddress(ipaddress.ip_address(a)) for a in addresses]
                              + [x509.DNSName(n) for n in names])
         certificate = (
