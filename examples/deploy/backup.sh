@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Back up op-proxy: a consistent dump of its MariaDB/MySQL database, then a copy of its keys/
+# directory (signing keys, the pairwise-subject salt, the data-encryption key). Both are needed:
+# the database without keys/ cannot verify a single token it holds.
+#
+#   backup.sh DESTINATION DATABASE KEYS_DIRECTORY [mariadb-dump options...]
+#   backup.sh /srv/backup/op-proxy op_proxy /var/lib/op-proxy/keys --host=db1.example.ac.th --user=op_proxy_backup
+#
+# The password comes from the client's option files (~/.my.cnf: [client] password=...), never the
+# command line. op-proxy keeps serving meanwhile: --single-transaction reads one snapshot without
+# locking, and keys/ is copied after the dump, so it holds every key a dumped token was signed with.
+# Prints the directory it made. Restore with restore.sh (docs/deploy.md).
+set -euo pipefail
+if [ $# -lt 3 ]; then
+  echo "usage: $0 DESTINATION DATABASE KEYS_DIRECTORY [mariadb-dump options...]" >&2
+  exit 2
+fi
+destination=$1 database=$2 keys=$3
+shift 3
+[ -d "$keys" ] || { echo "$0: no keys directory at $keys" >&2; exit 1; }
+umask 077
+target="$destination/op-proxy-$(date -u +%Y%m%dT%H%M%SZ)"
+mkdir -p "$target"
+mariadb-dump "$@" --single-transaction --no-tablespaces --default-character-set=utf8mb4 \
+  --routines --triggers "$database" > "$target/database.sql.partial"
+mv "$target/database.sql.partial" "$target/database.sql"
+cp -a "$keys" "$target/keys"
+echo "$target"

@@ -1,0 +1,161 @@
+"""Running op-proxy as docs/deploy.md says: the systemd unit of examples/deploy/ is one systemd
+accepts, and a backup made with examples/deploy/backup.sh, restored with restore.sh into a fresh
+database and keys directory on a machine that lost both, honours every token issued before it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pymysql
+import pytest
+from sqlalchemy.engine import make_url
+
+from tests.conftest import ServerFactory
+from tests.support.databases import (
+    MARIADB_HOST,
+    MARIADB_PASSWORD,
+    MARIADB_PORT,
+    MARIADB_USER,
+    MariaDbDatabase,
+    in_ci,
+)
+from tests.support.person import Person
+from tests.support.rp import authlib_client, discovery, verify_id_token
+from tests.support.server import DEMO_SECRET_HASH, ROOT, default_clients
+
+DEPLOY = ROOT / "examples" / "deploy"
+DEMO_REDIRECT = "http://127.0.0.1:5000/callback"
+CLINIC = {"client_id": "clinic", "name": "Clinic", "client_secret_hash": DEMO_SECRET_HASH,
+          "subject_type": "pairwise", "redirect_uris": ["http://clinic.localhost:5300/callback"]}
+CLIENTS = default_clients() + [CLINIC]
+
+
+def systemd_analyze_or_skip() -> str:
+    found = shutil.which("systemd-analyze")
+    if found is None:
+        reason = "systemd-analyze is not installed (Debian package systemd)"
+        if in_ci():
+            pytest.fail(reason + " (CI=true requires it)")
+        pytest.skip(reason)
+    return found
+
+
+def test_the_service_unit_is_one_systemd_accepts_and_rates_well_hardened(tmp_path):
+    analyze = systemd_analyze_or_skip()
+    example = (DEPLOY / "op-proxy.service").read_text(encoding="utf-8")
+    # verify checks that ExecStart's program exists: point it at this checkout's op-proxy.
+    installed = "/opt/op-proxy/.venv/bin/op-proxy"
+    assert installed in example
+    unit = tmp_path / "op-proxy.service"
+    unit.write_text(example.replace(installed, str(Path(sys.executable).parent / "op-proxy")), encoding="utf-8")
+
+    verified = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    # systemd only warns about an unknown key or a bad value, so any output at all is a failure.
+    assert verified.returncode == 0 and verified.stdout + verified.stderr == "", verified.stdout + verified.stderr
+    # Exposure on systemd's 0 (locked down) to 10 (unprotected) scale: 2.0 or less is "OK".
+    rated = subprocess.run([analyze, "security", "--offline=yes", "--threshold=20", str(unit)],
+                           capture_output=True, text=True, timeout=60)
+    assert rated.returncode == 0, rated.stdout + rated.stderr
+
+    lines = set(example.splitlines())
+    for setting in ("User=op-proxy", "StateDirectory=op-proxy", "Restart=on-failure", "NoNewPrivileges=yes",
+                    "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes", "ReadWritePaths=/var/lib/op-proxy"):
+        assert setting in lines, setting
+
+
+def mariadb_client_options() -> list[str]:
+    options = [f"--host={MARIADB_HOST}", f"--port={MARIADB_PORT}", f"--user={MARIADB_USER}"]
+    return options + ([f"--password={MARIADB_PASSWORD}"] if MARIADB_PASSWORD else [])
+
+
+def run_script(name: str, *args) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(DEPLOY / name), *map(str, args), *mariadb_client_options()],
+                          capture_output=True, text=True, timeout=120)
+
+
+def sign_in(server, client_id: str, redirect_uri: str) -> dict:
+    metadata = discovery(server.issuer)
+    app = authlib_client(server.issuer, client_id, "demo-secret", redirect_uri)
+    url, _ = app.create_authorization_url(metadata["authorization_endpoint"], code_verifier="v" * 43)
+    person = Person(server.issuer)
+    try:
+        arrival = person.sign_in(url)
+    finally:
+        person.close()
+    return app.fetch_token(metadata["token_endpoint"], authorization_response=arrival.url, code_verifier="v" * 43)
+
+
+def drop_database(name: str) -> None:
+    connection = pymysql.connect(host=MARIADB_HOST, port=MARIADB_PORT, user=MARIADB_USER,
+                                 password=MARIADB_PASSWORD, autocommit=True)
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+    connection.close()
+
+
+@pytest.fixture
+def fresh_database():
+    database = MariaDbDatabase()
+    yield database
+    database.drop()
+
+
+@pytest.mark.parametrize("database_url", ["mariadb"], indirect=True)
+def test_a_restored_backup_honours_the_tokens_issued_before_it(make_server, database_url, fresh_database, tmp_path):
+    original = make_server(clients=CLIENTS)
+    before = sign_in(original, "demo", DEMO_REDIRECT)
+    clinic_sub = verify_id_token(original.issuer, sign_in(original, "clinic", CLINIC["redirect_uris"][0])["id_token"],
+                                 "clinic")["sub"]
+    database = make_url(database_url).database
+
+    # Backed up while op-proxy serves.
+    made = run_script("backup.sh", tmp_path / "backups", database, tmp_path / "keys")
+    assert made.returncode == 0, made.stderr
+    backup = Path(made.stdout.strip())
+    assert (backup / "database.sql").stat().st_size > 0 and list((backup / "keys").glob("*.jwk.json"))
+
+    # The machine is lost: op-proxy, its database and its keys directory are gone.
+    original.stop()
+    drop_database(database)
+    shutil.rmtree(tmp_path / "keys")
+
+    # Restored into a fresh database and keys directory; restore.sh will not overwrite a database in use.
+    restored_dir = tmp_path / "restored"
+    restored_dir.mkdir()
+    restoring = run_script("restore.sh", backup, fresh_database.name, restored_dir / "keys")
+    assert restoring.returncode == 0, restoring.stderr
+    over_it = run_script("restore.sh", backup, fresh_database.name, tmp_path / "elsewhere")
+    assert over_it.returncode == 1 and "not empty" in over_it.stderr
+
+    factory = ServerFactory(restored_dir, fresh_database.url)
+    factory.issuer_port = make_server.issuer_port  # the same issuer, as the same DNS name would be
+    try:
+        restored = factory(clients=CLIENTS)
+        assert restored.issuer == original.issuer
+
+        # The access token issued before the backup still works, and is still active.
+        userinfo = httpx.get(restored.url("/userinfo"), headers={"Authorization": "Bearer " + before["access_token"]})
+        assert userinfo.status_code == 200, userinfo.text
+        assert userinfo.json()["sub"] == verify_id_token(restored.issuer, before["id_token"], "demo")["sub"]
+        introspected = httpx.post(restored.url("/introspect"), auth=("demo", "demo-secret"),
+                                  data={"token": before["access_token"]}).json()
+        assert introspected["active"] is True and introspected["client_id"] == "demo"
+
+        # The refresh token issued before the backup refreshes, once (it rotates as always).
+        refreshed = httpx.post(restored.url("/token"), auth=("demo", "demo-secret"),
+                               data={"grant_type": "refresh_token", "refresh_token": before["refresh_token"]})
+        assert refreshed.status_code == 200, refreshed.text
+        assert refreshed.json()["refresh_token"] != before["refresh_token"]
+        assert httpx.get(restored.url("/userinfo"), headers={
+            "Authorization": "Bearer " + refreshed.json()["access_token"]}).status_code == 200
+
+        # The pairwise salt came back with keys/: the clinic still knows the person by the same sub.
+        again_sub = verify_id_token(restored.issuer, sign_in(restored, "clinic", CLINIC["redirect_uris"][0])[
+            "id_token"], "clinic")["sub"]
+        assert again_sub == clinic_sub
+    finally:
+        factory.stop_all()
