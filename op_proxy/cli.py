@@ -155,7 +155,9 @@ def init(settings, args):
         await db.upgrade()
         await sync_config_clients(db, settings.clients, keyring_for(settings).data_key())
         await db.close()
-        return keyring_for(settings).ensure_signing_key()
+        keyring = keyring_for(settings)
+        keyring.subject_salt()  # every secret of keys/ made now, so a copy of it serves another machine
+        return keyring.ensure_signing_key()
 
     key = run(go())
     print(f"database ready ({settings.database_url.split('://')[0]}); signing key {key.kid}")

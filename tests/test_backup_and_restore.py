@@ -22,10 +22,11 @@ from tests.support.databases import (
     MARIADB_USER,
     MariaDbDatabase,
     in_ci,
+    sqlite_url,
 )
 from tests.support.person import Person
 from tests.support.rp import authlib_client, discovery, verify_id_token
-from tests.support.server import DEMO_SECRET_HASH, ROOT, default_clients
+from tests.support.server import DEMO_SECRET_HASH, ROOT, default_clients, free_port, write_config
 
 DEPLOY = ROOT / "examples" / "deploy"
 DEMO_REDIRECT = "http://127.0.0.1:5000/callback"
@@ -159,3 +160,17 @@ def test_a_restored_backup_honours_the_tokens_issued_before_it(make_server, data
         assert again_sub == clinic_sub
     finally:
         factory.stop_all()
+
+
+def test_after_init_keys_holds_every_secret_so_a_copy_serves_a_second_machine(tmp_path):
+    """A university without a shared file system copies keys/ from the first machine to the others:
+    the copy must already hold the pairwise salt and the data key, or each machine would make its
+    own at first use and the machines would disagree on who a person is."""
+    config = write_config(tmp_path, port=free_port(), database_url=sqlite_url(tmp_path))
+    done = subprocess.run([sys.executable, "-m", "op_proxy.cli", "--config", str(config), "init"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    keys = tmp_path / "keys"
+    assert (keys / "pairwise-subject.salt").stat().st_size > 0
+    assert (keys / "data-encryption.key").stat().st_size > 0
+    assert len(list(keys.glob("*.jwk.json"))) == 1
