@@ -4,6 +4,7 @@ database and keys directory on a machine that lost both, honours every token iss
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import subprocess
 import sys
@@ -68,14 +69,34 @@ def test_the_service_unit_is_one_systemd_accepts_and_rates_well_hardened(tmp_pat
         assert setting in lines, setting
 
 
-def mariadb_client_options() -> list[str]:
-    options = [f"--host={MARIADB_HOST}", f"--port={MARIADB_PORT}", f"--user={MARIADB_USER}"]
-    return options + ([f"--password={MARIADB_PASSWORD}"] if MARIADB_PASSWORD else [])
+def mariadb_client_options(user: str = MARIADB_USER, password: str = MARIADB_PASSWORD) -> list[str]:
+    options = [f"--host={MARIADB_HOST}", f"--port={MARIADB_PORT}", f"--user={user}"]
+    return options + ([f"--password={password}"] if password else [])
 
 
-def run_script(name: str, *args) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(DEPLOY / name), *map(str, args), *mariadb_client_options()],
+def run_script(name: str, *args, options: list[str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(DEPLOY / name), *map(str, args), *(options or mariadb_client_options())],
                           capture_output=True, text=True, timeout=120)
+
+
+def mariadb_admin(*statements: str) -> None:
+    connection = pymysql.connect(host=MARIADB_HOST, port=MARIADB_PORT, user=MARIADB_USER,
+                                 password=MARIADB_PASSWORD, autocommit=True)
+    with connection.cursor() as cursor:
+        for statement in statements:
+            cursor.execute(statement)
+    connection.close()
+
+
+@pytest.fixture
+def backup_user(database_url):
+    """A MariaDB account with only the privileges docs/deploy.md grants the backup."""
+    name, password = "op_proxy_backup_" + secrets.token_hex(4), secrets.token_urlsafe(16)
+    database = make_url(database_url).database
+    mariadb_admin(f"CREATE USER '{name}'@'%' IDENTIFIED BY '{password}'",
+                  f"GRANT SELECT, SHOW VIEW, TRIGGER, LOCK TABLES ON `{database}`.* TO '{name}'@'%'")
+    yield mariadb_client_options(name, password)
+    mariadb_admin(f"DROP USER IF EXISTS '{name}'@'%'")
 
 
 def sign_in(server, client_id: str, redirect_uri: str) -> dict:
@@ -90,14 +111,6 @@ def sign_in(server, client_id: str, redirect_uri: str) -> dict:
     return app.fetch_token(metadata["token_endpoint"], authorization_response=arrival.url, code_verifier="v" * 43)
 
 
-def drop_database(name: str) -> None:
-    connection = pymysql.connect(host=MARIADB_HOST, port=MARIADB_PORT, user=MARIADB_USER,
-                                 password=MARIADB_PASSWORD, autocommit=True)
-    with connection.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
-    connection.close()
-
-
 @pytest.fixture
 def fresh_database():
     database = MariaDbDatabase()
@@ -106,7 +119,8 @@ def fresh_database():
 
 
 @pytest.mark.parametrize("database_url", ["mariadb"], indirect=True)
-def test_a_restored_backup_honours_the_tokens_issued_before_it(make_server, database_url, fresh_database, tmp_path):
+def test_a_restored_backup_honours_the_tokens_issued_before_it(make_server, database_url, fresh_database, backup_user,
+                                                               tmp_path):
     original = make_server(clients=CLIENTS)
     before = sign_in(original, "demo", DEMO_REDIRECT)
     clinic_sub = verify_id_token(original.issuer, sign_in(original, "clinic", CLINIC["redirect_uris"][0])["id_token"],
@@ -114,14 +128,14 @@ def test_a_restored_backup_honours_the_tokens_issued_before_it(make_server, data
     database = make_url(database_url).database
 
     # Backed up while op-proxy serves.
-    made = run_script("backup.sh", tmp_path / "backups", database, tmp_path / "keys")
+    made = run_script("backup.sh", tmp_path / "backups", database, tmp_path / "keys", options=backup_user)
     assert made.returncode == 0, made.stderr
     backup = Path(made.stdout.strip())
     assert (backup / "database.sql").stat().st_size > 0 and list((backup / "keys").glob("*.jwk.json"))
 
     # The machine is lost: op-proxy, its database and its keys directory are gone.
     original.stop()
-    drop_database(database)
+    mariadb_admin(f"DROP DATABASE `{database}`")
     shutil.rmtree(tmp_path / "keys")
 
     # Restored into a fresh database and keys directory; restore.sh will not overwrite a database in use.

@@ -22,7 +22,7 @@ umask 077
 target="$destination/op-proxy-$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$target"
 mariadb-dump "$@" --single-transaction --no-tablespaces --default-character-set=utf8mb4 \
-  --routines --triggers "$database" > "$target/database.sql.partial"
+  --triggers "$database" > "$target/database.sql.partial"
 mv "$target/database.sql.partial" "$target/database.sql"
 cp -a "$keys" "$target/keys"
 echo "$target"
