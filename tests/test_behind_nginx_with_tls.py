@@ -43,7 +43,6 @@ class Deployment:
     def __init__(self, make_server, tmp_path, database: str, *, processes: int, trusted: bool):
         self.database = database
         self.ca = ThrowAwayCA()
-        self.nginx = Nginx(tmp_path / "nginx")
         self.port, self.app_port, self.http_port = free_port(), free_port(), free_port()
         self.issuer = f"https://127.0.0.1:{self.port}"
         self.legacy_key = secrets.token_urlsafe(32)
@@ -55,6 +54,7 @@ class Deployment:
         env = {"OP_PROXY_SERVER_ISSUER": self.issuer, "OP_PROXY_SERVER_SECURE_COOKIES": "true",
                "PHP_APP_JWT_KEY": self.legacy_key, **(trust_the_proxy() if trusted else {})}
         self.processes = [make_server(clients=[app, legacy_app], env=env) for _ in range(processes)]
+        self.nginx = Nginx(tmp_path / "nginx")
         certificate, key = self.ca.issue_server_certificate(self.nginx.directory)
         upstreams = [(f"server 10.0.0.1{n}:8080", f"server 127.0.0.1:{p.port}") for n, p in
                      zip((1, 2), self.processes, strict=False)]
