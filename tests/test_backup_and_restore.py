@@ -4,6 +4,7 @@ database and keys directory on a machine that lost both, honours every token iss
 
 from __future__ import annotations
 
+import re
 import secrets
 import shutil
 import subprocess
@@ -15,6 +16,7 @@ import pymysql
 import pytest
 from sqlalchemy.engine import make_url
 
+from op_proxy.config import load_settings
 from tests.conftest import ServerFactory
 from tests.support.databases import (
     MARIADB_HOST,
@@ -188,3 +190,26 @@ def test_after_init_keys_holds_every_secret_so_a_copy_serves_a_second_machine(tm
     assert (keys / "pairwise-subject.salt").stat().st_size > 0
     assert (keys / "data-encryption.key").stat().st_size > 0
     assert len(list(keys.glob("*.jwk.json"))) == 1
+
+
+def toml_blocks(markdown: str) -> list[str]:
+    return re.findall(r"```toml\n(.*?)```", markdown, re.S)
+
+
+def test_the_production_config_of_the_deploy_guide_is_one_op_proxy_accepts(tmp_path, monkeypatch):
+    """Copied word for word from docs/deploy.md (in either language), with the secrets in the
+    environment as the guide says, the config loads: an https issuer, secure cookies, the keys in
+    the state directory, the database from OP_PROXY_DATABASE_URL."""
+    guide = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    blocks = [block for block in toml_blocks(guide) if "[server]" in block]
+    assert len(blocks) == 2, "one production config in Thai, one in English"
+    url = "mysql+aiomysql://op_proxy:p%40ss@db1.example.ac.th/op_proxy?charset=utf8mb4"
+    monkeypatch.setenv("OP_PROXY_DATABASE_URL", url)  # what secrets.env gives the service
+    monkeypatch.setenv("PSU_CLIENT_SECRET", "from-env")
+    for index, block in enumerate(blocks):
+        config = tmp_path / f"op-proxy-{index}.toml"
+        config.write_text(block, encoding="utf-8")
+        settings = load_settings(config)
+        assert settings.issuer == "https://sso.example.ac.th" and settings.server.secure_cookies
+        assert settings.database_url == url and settings.keys.directory == "/var/lib/op-proxy/keys"
+        assert settings.upstreams["psu"].oidc.client_secret == "from-env"
