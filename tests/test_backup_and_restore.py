@@ -48,24 +48,34 @@ def systemd_analyze_or_skip() -> str:
     return found
 
 
-def test_the_service_unit_is_one_systemd_accepts_and_rates_well_hardened(tmp_path):
-    analyze = systemd_analyze_or_skip()
-    example = (DEPLOY / "op-proxy.service").read_text(encoding="utf-8")
-    # verify checks that ExecStart's program exists: point it at this checkout's op-proxy.
-    installed = "/opt/op-proxy/.venv/bin/op-proxy"
-    assert installed in example
-    unit = tmp_path / "op-proxy.service"
-    unit.write_text(example.replace(installed, str(Path(sys.executable).parent / "op-proxy")), encoding="utf-8")
+def installed_copy(name: str, directory: Path, installed: str, here: Path) -> Path:
+    """A unit of examples/deploy/ with its program where this checkout has it (systemd-analyze
+    verify checks that ExecStart's program exists)."""
+    text = (DEPLOY / name).read_text(encoding="utf-8")
+    assert installed in text
+    unit = directory / name
+    unit.write_text(text.replace(installed, str(here)), encoding="utf-8")
+    return unit
 
-    verified = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60)
+
+def test_the_service_units_are_ones_systemd_accepts_and_op_proxy_rates_well_hardened(tmp_path):
+    analyze = systemd_analyze_or_skip()
+    service = installed_copy("op-proxy.service", tmp_path, "/opt/op-proxy/.venv/bin/op-proxy",
+                             Path(sys.executable).parent / "op-proxy")
+    backup = installed_copy("op-proxy-backup.service", tmp_path, "/opt/op-proxy/examples/deploy/backup.sh",
+                            DEPLOY / "backup.sh")
+    timer = Path(shutil.copy(DEPLOY / "op-proxy-backup.timer", tmp_path))
+
+    verified = subprocess.run([analyze, "verify", str(service), str(backup), str(timer)],
+                              capture_output=True, text=True, timeout=60)
     # systemd only warns about an unknown key or a bad value, so any output at all is a failure.
     assert verified.returncode == 0 and verified.stdout + verified.stderr == "", verified.stdout + verified.stderr
     # Exposure on systemd's 0 (locked down) to 10 (unprotected) scale: 2.0 or less is "OK".
-    rated = subprocess.run([analyze, "security", "--offline=yes", "--threshold=20", str(unit)],
+    rated = subprocess.run([analyze, "security", "--offline=yes", "--threshold=20", str(service)],
                            capture_output=True, text=True, timeout=60)
     assert rated.returncode == 0, rated.stdout + rated.stderr
 
-    lines = set(example.splitlines())
+    lines = set((DEPLOY / "op-proxy.service").read_text(encoding="utf-8").splitlines())
     for setting in ("User=op-proxy", "StateDirectory=op-proxy", "Restart=on-failure", "NoNewPrivileges=yes",
                     "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes", "ReadWritePaths=/var/lib/op-proxy"):
         assert setting in lines, setting
