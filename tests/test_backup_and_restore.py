@@ -221,5 +221,6 @@ def test_the_production_config_of_the_deploy_guide_is_one_op_proxy_accepts(tmp_p
         config.write_text(block, encoding="utf-8")
         settings = load_settings(config)
         assert settings.issuer == "https://sso.example.ac.th" and settings.server.secure_cookies
+        assert [str(network) for network in settings.server.trusted_proxies] == ["10.0.0.5/32"]
         assert settings.database_url == url and settings.keys.directory == "/var/lib/op-proxy/keys"
         assert settings.upstreams["psu"].oidc.client_secret == "from-env"

@@ -21,9 +21,9 @@ from authlib.jose import JsonWebKey, jwt
 from sqlalchemy.engine import make_url
 
 from tests.support.databases import MARIADB_HOST, MARIADB_PASSWORD, MARIADB_PORT, MARIADB_USER
-from tests.support.tls_proxy import Nginx, ThrowAwayCA, render_example
 from tests.support.person import Arrival, Person
 from tests.support.server import DEMO_SECRET_HASH, free_port
+from tests.support.tls_proxy import Nginx, ThrowAwayCA, render_example
 
 BROWSER_ADDRESS = "127.0.0.2"
 APP_ADDRESS = "127.0.0.3"
@@ -33,8 +33,8 @@ APP_REDIRECT = "https://app.example.ac.th/callback"
 
 
 def trust_the_proxy() -> dict:
-    """The op-proxy setting that believes nginx's X-Forwarded-For."""
-    return {"OP_PROXY_SERVER_TRUST_FORWARDED_HEADERS": "true"}
+    """The op-proxy setting that believes nginx's X-Forwarded-For, and nobody else's."""
+    return {"OP_PROXY_SERVER_TRUSTED_PROXIES": NGINX_ADDRESS}
 
 
 class Deployment:
@@ -146,7 +146,7 @@ def sign_in_through_nginx(deployment: Deployment) -> dict:
     assert all(metadata[k].startswith(deployment.issuer + "/") for k in
                ("authorization_endpoint", "token_endpoint", "userinfo_endpoint", "jwks_uri"))
     assert id_token["iss"] == deployment.issuer and id_token["aud"] == "portal" and id_token["nonce"] == nonce
-    return {"id_token": dict(id_token), "userinfo": userinfo.json()}
+    return {"id_token": dict(id_token), "userinfo": userinfo.json(), "access_token": tokens["access_token"]}
 
 
 @pytest.mark.parametrize("database_url", ["mariadb"], indirect=True)
@@ -191,12 +191,21 @@ def test_cookies_are_secure_and_browsers_are_told_to_stay_on_https(deployment):
 @pytest.mark.parametrize("database_url", ["mariadb"], indirect=True)
 @pytest.mark.parametrize("deployment", [(2, True)], indirect=True)
 def test_the_audit_log_keeps_the_address_nginx_saw_when_the_proxy_is_trusted(deployment):
-    sign_in_through_nginx(deployment)
+    signed_in = sign_in_through_nginx(deployment)
 
     # The browser's own X-Forwarded-For claim is replaced by nginx, never believed.
     assert deployment.audit_addresses("sign_in") == {BROWSER_ADDRESS}
     assert deployment.audit_addresses("authorization_code_issued") == {BROWSER_ADDRESS}
     assert deployment.audit_addresses("tokens_issued") == {APP_ADDRESS}
+
+    # Whoever reaches a process around nginx is not a trusted proxy: its own address is recorded,
+    # whatever X-Forwarded-For it sends.
+    with httpx.Client(transport=httpx.HTTPTransport(local_address=APP_ADDRESS)) as around_nginx:
+        revoked = around_nginx.post(deployment.processes[0].url("/revoke"), auth=("portal", "demo-secret"),
+                                    data={"token": signed_in["access_token"]},
+                                    headers={"X-Forwarded-For": FORGED_ADDRESS})
+    assert revoked.status_code == 200
+    assert deployment.audit_addresses("token_revoked") == {APP_ADDRESS}
 
 
 @pytest.mark.parametrize("database_url", ["mariadb"], indirect=True)
