@@ -159,9 +159,10 @@ class OidcConnector:
         key = self._find_key(kid, header["alg"])
         if key is None and time.monotonic() - self._unknown_kid_refetch_at > JWKS_REFETCH_INTERVAL:
             # A token made with a key we do not know: the upstream may have rotated. A forger can
-            # send unknown kids too, so this costs the upstream one request a minute at most.
-            self._unknown_kid_refetch_at = time.monotonic()
+            # send unknown kids too, so this costs the upstream one request a minute at most; a
+            # fetch that failed (an outage) does not count, so the first sign-in after it recovers.
             await self._fetch_jwks()
+            self._unknown_kid_refetch_at = time.monotonic()
             key = self._find_key(kid, header["alg"])
         if key is None:
             raise UpstreamRefused(f"no key {kid!r} for {header['alg']} in the upstream's JWKS")
