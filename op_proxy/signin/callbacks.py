@@ -83,7 +83,11 @@ async def finish_at_callback(svc: Services, upstream: str, params: dict):
                            reason="unknown_or_used_state")
         raise flow.problem("unknown_state")
     pending = await flow.find(svc, login.login_id)
-    client_id = pending.client_id if pending else None
+    if pending is None:  # cleared away meanwhile
+        await audit.record(svc.db, "sign_in", outcome="failure", upstream=upstream, ip=client_ip(),
+                           reason="pending_login_gone")
+        raise flow.problem("unknown_state")
+    client_id = pending.client_id
     if not flow.belongs_to_this_browser(pending):
         # Someone else's state in this browser: a login CSRF attempt, or a link passed on.
         await audit.record(svc.db, "sign_in", outcome="failure", client_id=client_id, upstream=upstream,

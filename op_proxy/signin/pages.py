@@ -29,7 +29,6 @@ async def allowed_upstreams(svc: Services, pending: PendingLogin) -> list:
 
 async def pending_and_connector(svc: Services, login_id: str, upstream: str):
     pending = await flow.load(svc, login_id)
-    use_locale(pending.params.get("ui_locales"))
     connectors = {c.name: c for c in await allowed_upstreams(svc, pending)}
     if upstream not in connectors:
         raise PageError(_("Sign-in method not available"),
@@ -41,7 +40,6 @@ async def pending_and_connector(svc: Services, login_id: str, upstream: str):
 async def chooser(login_id: str):
     svc = services()
     pending = await flow.load(svc, login_id)
-    use_locale(pending.params.get("ui_locales"))
     upstreams = await allowed_upstreams(svc, pending)
     hint = pending.params.get("idp_hint")
     if hint:
