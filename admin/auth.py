@@ -108,8 +108,12 @@ async def start_admin_session(svc, admin: Admin, response):
     return response
 
 
-def sso_role(svc, groups) -> str | None:
-    groups = set(groups or [])
+def sso_role(svc, upstream: str, groups) -> str | None:
+    """admin or viewer as a configured group says, believed only from the upstreams named in
+    ``[admin] sso_upstreams``; None otherwise."""
+    if upstream not in svc.settings.admin.sso_upstreams:
+        return None
+    groups = set(groups or []) if isinstance(groups, list) else set()
     if groups & set(svc.settings.admin.sso_admin_groups):
         return "admin"
     if groups & set(svc.settings.admin.sso_viewer_groups):
@@ -128,13 +132,15 @@ async def finish_admin_sign_in(svc, pending, login_id: str, sso):
     if not await flow.mark_finished(svc, login_id):
         return redirect("/admin/", 303)
     account = await account_by_sub(svc.db, sso.sub)
-    role = sso_role(svc, account.profile.get("groups"))
+    role = sso_role(svc, sso.upstream, account.profile.get("groups"))
     shown = f"{sso.upstream}:{account.profile.get('username') or account.profile.get('email') or sso.sub}"
     username = SSO_PREFIX + sso.sub
     if role is None:
         await forget_sso_admin(svc, username)  # no longer in the groups: no longer an admin, anywhere
         await audit.record(svc.db, "admin_sign_in", outcome="failure", sub=sso.sub, upstream=sso.upstream,
-                           ip=client_ip(), admin=shown, reason="not_in_admin_group")
+                           ip=client_ip(), admin=shown,
+                           reason="not_in_admin_group" if sso.upstream in svc.settings.admin.sso_upstreams
+                           else "upstream_not_trusted_for_admin")
         return await render_page("admin/error.html", 403, title=_("Not allowed"),
                                  message=_("You signed in, but you are not in a group allowed to run op-proxy."))
     async with svc.db.transaction() as session:

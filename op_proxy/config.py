@@ -118,7 +118,9 @@ class OidcUpstreamSettings:
     authorize_params: dict[str, str] = field(default_factory=dict)
     # pass an app's prompt=login and max_age on, so an upstream session does not sign the person in silently
     forward_prompt: bool = True
-    timeout: float = 10.0
+    timeout: float = 10.0  # one request to the upstream
+    # everything a callback asks the upstream (token, keys, introspection, userinfo) together
+    sign_in_deadline: float = 15.0
     acr: str | None = None
     refresh: bool = True  # refresh at the upstream when an app refreshes (if it gave a refresh token)
     logout: bool = True  # send the person on to the upstream's end_session_endpoint, where advertised
@@ -145,6 +147,9 @@ class AdminPanelSettings:
     # panel through op-proxy itself, as admin or viewer.
     sso_admin_groups: tuple[str, ...] = ()
     sso_viewer_groups: tuple[str, ...] = ()
+    # Only these upstreams' ``groups`` are believed for that (none by default): an upstream where
+    # people edit their own groups (a self-service directory, a social login) must never make admins.
+    sso_upstreams: tuple[str, ...] = ()
     # The panel shows times, groups the dashboard's hours and reads the audit filter's days in this
     # zone, whatever the server's own clock zone is (containers often run in UTC).
     timezone: str = "Asia/Bangkok"
@@ -326,7 +331,7 @@ def parse_settings(raw: dict, source: str) -> Settings:
         clients=clients,
         upstreams=upstreams,
         legacy=parse_legacy(root.sub("legacy")),
-        admin=parse_admin(root.sub("admin")),
+        admin=parse_admin(root.sub("admin"), upstreams),
         storage=parse_storage(root.sub("storage")),
         audit=parse_audit(root.sub("audit")),
     )
@@ -348,14 +353,22 @@ def parse_audit(r: _Reader) -> AuditSettings:
     return AuditSettings(retention_days=days)
 
 
-def parse_admin(r: _Reader) -> AdminPanelSettings:
+def parse_admin(r: _Reader, upstreams: dict | None = None) -> AdminPanelSettings:
     timezone = r.get("timezone", str, "Asia/Bangkok")
     try:
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
         r.fail("timezone", f"unknown time zone {timezone!r} (an IANA name such as Asia/Bangkok)")
-    return AdminPanelSettings(sso_admin_groups=r.strings("sso_admin_groups"),
-                              sso_viewer_groups=r.strings("sso_viewer_groups"), timezone=timezone)
+    admin_groups, viewer_groups = r.strings("sso_admin_groups"), r.strings("sso_viewer_groups")
+    trusted = r.strings("sso_upstreams")
+    for name in trusted:
+        if name not in (upstreams or {}):
+            r.fail("sso_upstreams", f"{name!r} is not a configured upstream")
+    if (admin_groups or viewer_groups) and not trusted:
+        r.fail("sso_upstreams", "name the upstreams whose groups may make admins and viewers "
+                                "(for example [\"psu\"]); no upstream is trusted for that by default")
+    return AdminPanelSettings(sso_admin_groups=admin_groups, sso_viewer_groups=viewer_groups,
+                              sso_upstreams=trusted, timezone=timezone)
 
 
 def parse_legacy(r: _Reader) -> LegacySettings:
@@ -564,6 +577,13 @@ def upstream_secret(r: _Reader) -> str | None:
     return secret or None
 
 
+def positive_seconds(r: _Reader, key: str, default: float) -> float:
+    value = float(r.get(key, (int, float), default))
+    if value <= 0:
+        r.fail(key, "must be a number of seconds above 0")
+    return value
+
+
 def parse_oidc_upstream(r: _Reader, name: str) -> OidcUpstreamSettings:
     issuer = r.get("issuer", str, required=True).rstrip("/")
     if not issuer:
@@ -604,6 +624,7 @@ def parse_oidc_upstream(r: _Reader, name: str) -> OidcUpstreamSettings:
         passthrough_claims=r.strings("passthrough_claims"), fetch_userinfo=r.get("fetch_userinfo", bool, True),
         authorize_params=r.get("authorize_params", dict, {}), forward_prompt=r.get("forward_prompt", bool, True),
         timeout=float(r.get("timeout", (int, float), 10)),
+        sign_in_deadline=positive_seconds(r, "sign_in_deadline", 15),
         acr=r.get("acr", str, None), refresh=r.get("refresh", bool, True), logout=r.get("logout", bool, True),
     )
 

@@ -68,9 +68,11 @@ def url_with(url: str, **params) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-async def render_page(template: str, status: int = 200, **context):
+async def render_page(template: str, status: int = 200, *, here: str | None = None, **context):
+    """``here``: where the language links lead, when this address must not be requested again (a
+    callback carrying an upstream's code and state)."""
     locale = i18n.current_locale()
-    here = request.full_path if request.query_string else request.path
+    here = here or (request.full_path if request.query_string else request.path)
     switches = [(code, i18n.language_name(code), url_with(here, lang=code))
                 for code in i18n.SUPPORTED_LOCALES if code != locale]
     body = await render_template(template, locale=locale, other_locales=switches, **context)

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 import threading
+from html import unescape
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
@@ -21,6 +23,7 @@ from tests.support.tampering import TamperingProxy, split_jwt
 from tests.support.upstream import (
     DEFAULT_PSU_ACCOUNTS,
     Upstream,
+    generate_ec_jwks,
     google_config,
     node_available,
     psu_account,
@@ -508,3 +511,299 @@ def test_prompt_login_and_max_age_reach_upstreams_that_take_them_but_not_thaid(f
     # ThaID documents only response_type, client_id, redirect_uri, scope and state: forward_prompt = false.
     assert "prompt" not in thaid and "max_age" not in thaid
     assert thaid["client_id"] == "op-proxy"
+
+
+# -- what apps are told about a person ---------------------------------------------------------------------
+
+def test_an_app_keyed_on_the_normalized_id_can_create_a_thaid_person(federation):
+    """The seed's findOrCreateUser() keys on the normalized user: ThaID has no e-mail and its only id is
+    the national ID, so id and username are op-proxy's stable sub for the app, never the pid."""
+    world = federation
+    app = app_for(world)
+    first = verify_id_token(world.issuer, tokens_for(app, world, world.person(PID).sign_in(
+        authorization_url(app, world, idp_hint="thaid")))["id_token"], "hr-app", nonce="n-fed")
+    sent_first = world.handler.received[-1]["normalizedUser"]
+    again = app_for(world)
+    tokens_for(again, world, world.person(PID).sign_in(authorization_url(again, world, idp_hint="thaid")))
+    sent_again = world.handler.received[-1]["normalizedUser"]
+
+    assert sent_first["id"] == sent_first["username"] == first["sub"]
+    assert sent_again["id"] == sent_first["id"]  # the same person, the same record in the app
+    assert PID not in json.dumps(sent_first)
+    # An upstream with its own id and username keeps them (PSU's psu_id and preferred_username).
+    psu = world.person(next(iter(world.psu.config["accounts"])))
+    tokens_for(app_for(world), world, psu.sign_in(authorization_url(app_for(world), world, idp_hint="psu")))
+    assert world.handler.received[-1]["normalizedUser"]["id"] == "6400001"
+    assert world.handler.received[-1]["normalizedUser"]["username"] == "somchai.j"
+
+
+def test_google_and_psu_say_whether_the_email_address_is_verified(federation):
+    world = federation
+    for upstream, account in (("google", next(iter(world.google.config["accounts"]))),
+                              ("psu", next(iter(world.psu.config["accounts"])))):
+        app = app_for(world, scope="openid email")
+        claims = verify_id_token(world.issuer, tokens_for(app, world, world.person(account).sign_in(
+            authorization_url(app, world, idp_hint=upstream)))["id_token"], "hr-app")
+        assert claims["email_verified"] is True, upstream
+        assert app.get(world.issuer + "/userinfo").json()["email_verified"] is True, upstream
+
+
+# -- refused callbacks: audited, and in the person's language --------------------------------------------
+
+def audit_lines(world, since: int = 0) -> list[str]:
+    return [line for line in world.op_proxy.log().splitlines()[since:] if " audit event=" in line]
+
+
+def paused_at_callback(world, person: Person, app, **extra) -> Arrival:
+    person.stop_at = world.issuer + "/callback/"
+    try:
+        callback = person.sign_in(authorization_url(app, world, **extra))
+    finally:
+        person.stop_at = None
+    assert isinstance(callback, Arrival) and callback.url.startswith(world.issuer + "/callback/"), callback
+    return callback
+
+
+def test_a_callback_carrying_another_browsers_state_is_refused_and_audited(federation):
+    """Login CSRF: Mallory starts a sign-in, stops before the callback and has Somchai's browser open it."""
+    world = federation
+    mallory, somchai = world.person(PID), world.person(PID)
+    callback = paused_at_callback(world, mallory, app_for(world), idp_hint="thaid")
+    lines = len(world.op_proxy.log().splitlines())
+
+    page = somchai.visit(callback.url)
+
+    assert isinstance(page, Page) and page.status == 400 and page.title == "การเข้าสู่ระบบถูกปฏิเสธ"
+    audited = audit_lines(world, lines)
+    assert len(audited) == 1 and "outcome=failure" in audited[0] and "client=hr-app" in audited[0]
+    assert "reason=state_from_another_browser" in audited[0]
+
+
+def test_the_mix_up_audit_row_names_the_client(federation):
+    world, person = federation, federation.person(PID)
+    callback = paused_at_callback(world, person, app_for(world), idp_hint="thaid")
+    lines = len(world.op_proxy.log().splitlines())
+    person.http.get(callback.url.replace("/callback/thaid?", "/callback/google?"))
+    audited = audit_lines(world, lines)
+    assert len(audited) == 1 and "reason=callback_at_another_upstream" in audited[0]
+    assert "client=hr-app" in audited[0] and "expected=thaid" in audited[0]
+
+
+def language_link(page_html: str, language: str = "en") -> str:
+    found = re.search(rf'<a href="([^"]*)" hreflang="{language}"', page_html)
+    assert found, "the page has no link to that language"
+    return unescape(found.group(1))
+
+
+def test_refused_callbacks_speak_english_to_an_english_speaker(federation):
+    world = federation
+    english = Person(world.issuer, accept_language="en", upstreams=(world.proxy.url,), upstream_account=PID)
+    unknown = english.http.get(world.issuer + "/callback/thaid?code=abc&state=made-up")
+    assert unknown.status_code == 400 and "<h1 class=\"error\">Sign-in not found</h1>" in unknown.text
+
+    # The application asked for English (ui_locales), the browser prefers Thai: the mix-up refusal is English.
+    thai_browser = world.person(PID)
+    callback = paused_at_callback(world, thai_browser, app_for(world), idp_hint="thaid", ui_locales="en")
+    mixed_up = thai_browser.http.get(callback.url.replace("/callback/thaid?", "/callback/google?"))
+    assert mixed_up.status_code == 400 and "Sign-in refused" in mixed_up.text
+
+
+def test_switching_language_on_a_refused_callback_shows_the_same_message_without_sending_the_code_again(federation):
+    world = federation
+    person = world.person(PID)
+    callback = paused_at_callback(world, person, app_for(world), idp_hint="thaid")
+    mixed_up = person.http.get(callback.url.replace("/callback/thaid?", "/callback/google?"))
+    assert "การเข้าสู่ระบบถูกปฏิเสธ" in mixed_up.text
+    link = language_link(mixed_up.text)
+    assert "code=" not in link and "state=" not in link
+    lines = len(world.op_proxy.log().splitlines())
+
+    in_english = person.http.get(world.issuer + link)
+
+    assert in_english.status_code == 400 and "Sign-in refused" in in_english.text
+    assert "different sign-in service" in in_english.text
+    assert audit_lines(world, lines) == []  # nothing was asked of anyone again
+
+
+def test_switching_language_on_an_upstream_error_page_does_not_replay_the_callback(federation):
+    world = federation
+    person = world.person(PID)
+    callback = paused_at_callback(world, person, app_for(world), idp_hint="thaid")
+    cancelled = person.http.get(f"{world.issuer}/callback/thaid?error=user_denied&state={callback.params['state']}")
+    assert "คุณยกเลิกการเข้าสู่ระบบที่ ThaID" in cancelled.text
+    link = language_link(cancelled.text)
+    assert "state=" not in link and "code=" not in link
+    lines = len(world.op_proxy.log().splitlines())
+
+    in_english = person.http.get(world.issuer + link)
+
+    assert in_english.status_code == 400 and "You cancelled signing in at ThaID." in in_english.text
+    assert audit_lines(world, lines) == []  # no second failure, no second audit row
+    retry = in_english.text.split('class="button" href="')[1].split('"')[0]
+    assert person.http.get(world.issuer + retry).status_code == 303  # the way back still works
+    # Someone else's browser cannot read it.
+    assert world.person(PID).http.get(world.issuer + link).status_code == 400
+
+
+def test_sign_in_pages_follow_the_server_default_language_and_the_applications_ui_locales(make_server):
+    server = make_server(env={"OP_PROXY_SERVER_DEFAULT_LOCALE": "en"})
+    no_preference = Person(server.issuer, accept_language="")
+    gone = no_preference.http.get(server.url("/login/no-such-sign-in"))
+    assert gone.status_code == 400 and "Sign-in not found" in gone.text
+    assert "Sign-in not found" not in no_preference.http.get(server.url("/login/no-such-sign-in?lang=th")).text
+
+    thai = Person(server.issuer, accept_language="th")
+    app = authlib_client(server.issuer, "demo", "demo-secret", "http://127.0.0.1:5000/callback")
+    url = app.create_authorization_url(server.issuer + "/authorize", code_verifier="l" * 43, ui_locales="en")[0]
+    assert isinstance(thai.sign_in(url), Arrival)
+    login_page = next(p.url for p in thai.pages if "/password/" in p.url)
+    finished = thai.http.get(login_page.split("/password/")[0])
+    assert finished.status_code == 400 and "Sign-in already finished" in finished.text
+
+
+# -- a password answer lost on the way ----------------------------------------------------------------------
+
+def test_a_password_post_whose_answer_was_lost_can_be_sent_again_by_the_same_browser(make_server):
+    server = make_server()
+    somchai = Person(server.issuer)
+    app = authlib_client(server.issuer, "demo", "demo-secret", "http://127.0.0.1:5000/callback")
+    form_page = somchai.visit(app.create_authorization_url(server.issuer + "/authorize", code_verifier="r" * 43)[0])
+    form = next(f for f in form_page.forms() if "password" in f["html"])
+    answer = {**form["fields"], "username": "demo", "password": "demo"}
+
+    lost = somchai.http.post(form["action"], data=answer)  # op-proxy answered; the answer never arrived
+    assert lost.is_redirect and "code=" in lost.headers["location"]
+
+    retried = somchai.http.post(form["action"], data=answer)  # the browser sends the form again
+    assert retried.is_redirect and retried.headers["location"] == lost.headers["location"]
+    token = app.fetch_token(server.issuer + "/token", authorization_response=retried.headers["location"],
+                            code_verifier="r" * 43)
+    assert token["id_token"]
+
+    # Never for another browser, nor for someone else at the same browser.
+    other_browser = Person(server.issuer).http.post(form["action"], data=answer)
+    assert other_browser.status_code == 400 and "code=" not in other_browser.headers.get("location", "")
+    other_person = somchai.http.post(form["action"], data={**answer, "username": "other",
+                                                            "password": "other-password"})
+    assert other_person.status_code == 400 and "การเข้าสู่ระบบนี้เสร็จสิ้นแล้ว" in other_person.text
+
+
+# -- upstreams that send too much, too slowly, or lose their keys ---------------------------------------------
+
+class HostileUpstreams:
+    """ThaID (and PSU) each behind a tampering proxy, op-proxy on the database under test, the demo app."""
+
+    def __init__(self, directory, database_url: str, *, psu: bool = True, thaid_settings: str = ""):
+        op_port, thaid_port, psu_port = free_port(), free_port(), free_port()
+        self.issuer = f"http://127.0.0.1:{op_port}"
+        thaid = thaid_config(free_port(), "op-proxy", UPSTREAM_SECRETS["THAID_SECRET"], self.issuer + "/callback/thaid",
+                             issuer=f"http://127.0.0.1:{thaid_port}")
+        self.thaid = Upstream(thaid, directory).start()
+        self.thaid_proxy = TamperingProxy(thaid, port=thaid_port).start()
+        self.parts = [self.thaid, self.thaid_proxy]
+        psu_issuer = "http://127.0.0.1:9/application/o/psu"
+        if psu:
+            config = psu_config(free_port(), "op-proxy", UPSTREAM_SECRETS["PSU_SECRET"],
+                                self.issuer + "/public/callback.php",
+                                issuer=f"http://127.0.0.1:{psu_port}/application/o/psu")
+            self.psu = Upstream(config, directory).start()
+            self.psu_proxy = TamperingProxy(config, port=psu_port).start()
+            self.parts += [self.psu, self.psu_proxy]
+            psu_issuer = config["issuer"]
+        sections = upstream_sections(self.thaid_proxy.url, psu_issuer, "http://127.0.0.1:9").replace(
+            'client_secret_env = "THAID_SECRET"', 'client_secret_env = "THAID_SECRET"\n' + thaid_settings)
+        config_path = write_config(directory, port=op_port, database_url=database_url, extra=sections)
+        self.op_proxy = OpProxyServer(config_path, op_port, env=UPSTREAM_SECRETS).start()
+        self.parts.insert(0, self.op_proxy)
+
+    def person(self, account: str) -> Person:
+        proxies = [self.thaid_proxy.url] + ([self.psu_proxy.url] if hasattr(self, "psu_proxy") else [])
+        return Person(self.issuer, upstreams=tuple(proxies), upstream_account=account)
+
+    def app(self):
+        return authlib_client(self.issuer, "demo", "demo-secret", "http://127.0.0.1:5000/callback",
+                              scope="openid profile groups")
+
+    def sign_in(self, account: str, upstream: str, app=None):
+        app = app or self.app()
+        return app, self.person(account).sign_in(authorization_url(app, self, idp_hint=upstream))
+
+    def stop(self):
+        for part in self.parts:
+            part.stop()
+
+
+@pytest.fixture
+def hostile(tmp_path, database_url):
+    if not node_available():
+        reason = "Node.js with tests/peers/node_modules (run `make peers`) is needed for the upstreams"
+        if in_ci():
+            pytest.fail(reason)
+        pytest.skip(reason)
+    worlds = []
+
+    def start(**options) -> HostileUpstreams:
+        worlds.append(HostileUpstreams(tmp_path, database_url, **options))
+        return worlds[-1]
+    yield start
+    for world in worlds:
+        world.stop()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "mariadb"], indirect=True)
+def test_an_upstream_sending_megabytes_is_refused_and_the_persons_profile_stays_as_it_was(hostile):
+    world = hostile()
+    psu_sub = next(iter(world.psu.config["accounts"]))
+    app, arrival = world.sign_in(PID, "thaid")  # Somchai signs in through an honest ThaID first
+    tokens_for(app, world, arrival)
+    assert app.get(world.issuer + "/userinfo").json()["name"] == "นายสมชาย ใจดี"
+
+    # Then ThaID (or PSU) answers with what no real provider sends: a 3 MB token response (a name of
+    # 100,000 characters, 5,000 groups), a name of 3,000 characters, 300 groups.
+    for proxy, account, upstream, scenario in ((world.thaid_proxy, PID, "thaid", "oversized_token_response"),
+                                               (world.thaid_proxy, PID, "thaid", "long_name"),
+                                               (world.psu_proxy, psu_sub, "psu", "many_groups")):
+        proxy.scenario = scenario
+        _app, page = world.sign_in(account, upstream)
+        proxy.scenario = None
+        assert proxy.exchanges[-1][0] == scenario  # the upstream really said it
+        assert isinstance(page, Page), f"{scenario}: the person was signed in"
+        assert page.status == 400 and page.title == "ยังไม่ได้เข้าสู่ระบบ", (scenario, page.status, page.title)
+
+    # Nothing was stored: the app still reads Somchai's real name, and the log says what happened
+    # without a traceback, an SQL parameter or his national ID.
+    assert app.get(world.issuer + "/userinfo").json()["name"] == "นายสมชาย ใจดี"
+    log = world.op_proxy.log()
+    refusals = [line for line in log.splitlines() if "audit event=sign_in outcome=failure" in line]
+    assert len(refusals) == 3 and all("reason=upstream_refused" in line for line in refusals)
+    assert "Traceback" not in log and "[parameters:" not in log
+    assert PID not in log
+
+
+def test_after_a_jwks_outage_during_a_key_rotation_the_next_sign_in_works(hostile):
+    world = hostile(psu=False)
+    assert isinstance(world.sign_in(PID, "thaid")[1], Arrival)
+
+    world.thaid.stop()  # ThaID rotates its signing key ...
+    world.thaid.config["jwks"] = generate_ec_jwks()
+    world.thaid.start()
+    world.thaid_proxy.scenario = "jwks_unavailable"  # ... while its JWKS endpoint is down
+    _app, page = world.sign_in(PID, "thaid")
+    assert isinstance(page, Page) and page.status == 502 and "ไม่สามารถติดต่อ ThaID" in page.html
+
+    world.thaid_proxy.scenario = None  # the outage is over: the very next sign-in finds the new key
+    assert isinstance(world.sign_in(PID, "thaid")[1], Arrival)
+
+
+def test_one_callback_has_one_deadline_however_many_requests_it_makes(hostile):
+    # ThaID's token and introspection answers each come 3 s late: within the 10 s `timeout` of one
+    # request, but together past the 4 s the whole callback may take.
+    world = hostile(psu=False, thaid_settings="sign_in_deadline = 4")
+    person = world.person(PID)
+    callback = paused_at_callback(world, person, world.app(), idp_hint="thaid")
+    world.thaid_proxy.slow_seconds, world.thaid_proxy.scenario = 3.0, "slow"
+
+    page = person.visit(callback.url)
+
+    assert isinstance(page, Page) and page.status == 502 and "ไม่สามารถติดต่อ ThaID" in page.html
+    assert "sign-in deadline" in world.op_proxy.log()

@@ -97,3 +97,53 @@ def test_a_forged_logout_continuation_goes_nowhere(world):
     server, _psu, person = world
     page = person.visit(server.url("/logout/done?state=forged"))
     assert page.title == "คุณออกจากระบบแล้ว"
+
+
+def test_an_upstream_refresh_without_a_new_refresh_token_keeps_the_one_op_proxy_has(tmp_path):
+    """RFC 6749 §6: an upstream may answer a refresh without issuing a new refresh token; the one
+    op-proxy holds stays valid and is used next time (a connector saying "none" must not break the
+    app's refresh). The upstream here is a stand-in connector: only the answer's shape matters."""
+    import asyncio
+    import time
+    from types import SimpleNamespace
+
+    from cryptography.fernet import Fernet
+
+    from op_proxy.security import seal, unseal
+    from op_proxy.signin.upstream_session import refresh_at_upstream
+    from op_proxy.storage.database import Database
+    from op_proxy.storage.models import Account, Grant, SsoSession
+    from op_proxy.upstreams.base import Identity
+
+    class UpstreamThatKeepsItsRefreshToken:
+        def __init__(self):
+            self.asked_with: list[str] = []
+
+        async def refresh(self, refresh_token: str, subject: str) -> Identity:
+            self.asked_with.append(refresh_token)
+            return Identity("psu", subject, {"name": "สมชาย ใจดี"}, upstream_refresh_token=None)
+
+    async def story():
+        db = Database(f"sqlite+aiosqlite:///{tmp_path}/refresh.sqlite3")
+        await db.upgrade()
+        key = Fernet.generate_key()
+        upstream = UpstreamThatKeepsItsRefreshToken()
+        svc = SimpleNamespace(db=db, connectors={"psu": upstream}, keyring=SimpleNamespace(data_key=lambda: key))
+        now = int(time.time())
+        async with db.transaction() as session:
+            session.add(Account(sub="acct", upstream="psu", upstream_subject="psu-sub", profile={}, created_at=now,
+                                updated_at=now))
+            session.add(SsoSession(cookie_digest="c", sid="sid-1", sub="acct", upstream="psu", auth_time=now, amr=[],
+                                   upstream_refresh_token=seal(key, "upstream-rt-1"), created_at=now,
+                                   expires_at=now + 3600))
+        grant = Grant(id="g", client_id="demo", sub="acct", sid="sid-1", scope="openid", auth_time=now, amr=[],
+                      created_at=now)
+        await refresh_at_upstream(svc, grant)
+        await refresh_at_upstream(svc, grant)
+        async with db.session() as session:
+            kept = (await session.get(SsoSession, "c")).upstream_refresh_token
+        await db.close()
+        return upstream.asked_with, unseal(key, kept)
+
+    asked_with, kept = asyncio.run(story())
+    assert asked_with == ["upstream-rt-1", "upstream-rt-1"] and kept == "upstream-rt-1"

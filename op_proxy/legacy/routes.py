@@ -18,7 +18,7 @@ from op_proxy.security import decrypt
 from op_proxy.services import Services, services
 from op_proxy.signin import flow
 from op_proxy.signin.sessions import SESSION_COOKIE, account_by_sub, current_session, end_session
-from op_proxy.signin.user_handler import NORMALIZED_FIELDS
+from op_proxy.signin.user_handler import normalized_user
 from op_proxy.storage.models import Client, PendingLogin, SsoSession
 from op_proxy.web import NO_STORE, client_ip, render_page, set_cookie, url_with, use_locale
 
@@ -93,7 +93,7 @@ def signing_key(svc: Services, client: Client) -> str:
 async def hand_back_token(svc, client, sso, profile: dict, app_user: dict, params: dict):
     """``redirect_uri?token=``: a bearer token in a URL, so it is short-lived, for one audience,
     never leaked by Referer, and audited every time (UPSTREAMS.md item 8)."""
-    data = {**{name: profile.get(name) for name in NORMALIZED_FIELDS}, **app_user}
+    data = {**normalized_user(profile, sso.sub), **app_user}
     token, jti = query_token.mint(key=signing_key(svc, client), issuer=svc.settings.issuer,
                                   client_id=client.client_id, data=data, lifetime=client.legacy_token_lifetime)
     await audit.record(svc.db, "legacy_token_issued", client_id=client.client_id, sub=sso.sub,

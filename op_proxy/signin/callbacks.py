@@ -6,12 +6,15 @@ the person left, so any op-proxy process can take the callback, and a state work
 
 from __future__ import annotations
 
+import asyncio
+import re
 import time
+from urllib.parse import urlencode
 
 from quart import request
 from sqlalchemy import update
 
-from op_proxy import audit
+from op_proxy import audit, i18n
 from op_proxy.errors import PageError
 from op_proxy.i18n import N_
 from op_proxy.i18n import gettext as _
@@ -20,6 +23,7 @@ from op_proxy.services import Services, services
 from op_proxy.signin import flow
 from op_proxy.storage.models import UpstreamLogin
 from op_proxy.upstreams.base import LoginFailed
+from op_proxy.upstreams.oidc import UpstreamUnavailable
 from op_proxy.web import client_ip, render_page, use_locale
 
 
@@ -59,32 +63,63 @@ async def consume_upstream_login(svc: Services, state: str | None) -> UpstreamLo
     return login if result.rowcount == 1 else None
 
 
-def refused(title: str, message: str) -> PageError:
-    return PageError(title, message, 400)
-
-
 async def handle_callback(svc: Services, upstream: str):
     params = (await request.form if request.method == "POST" else request.args).to_dict()
+    try:
+        return await finish_at_callback(svc, upstream, params)
+    except PageError as refusal:
+        # The language links lead to the same message at an address of its own: following one must
+        # not send the upstream's code and state here again.
+        here = f"/signin/problem/{refusal.detail}" if refusal.detail in flow.PROBLEMS else request.path
+        return await render_page("error.html", refusal.status, title=refusal.title, message=refusal.message,
+                                 here=here)
+
+
+async def finish_at_callback(svc: Services, upstream: str, params: dict):
     use_locale()
     login = await consume_upstream_login(svc, params.get("state"))
     if login is None:
         await audit.record(svc.db, "sign_in", outcome="failure", upstream=upstream, ip=client_ip(),
                            reason="unknown_or_used_state")
-        raise refused(_("Sign-in not found"), _("This answer from the sign-in service is unknown, expired or was "
-                                                "already used. Go back to the application and sign in again."))
-    if login.upstream != upstream:
+        raise flow.problem("unknown_state")
+    pending = await flow.find(svc, login.login_id)
+    if pending is None:  # cleared away meanwhile
         await audit.record(svc.db, "sign_in", outcome="failure", upstream=upstream, ip=client_ip(),
-                           reason="callback_at_another_upstream", expected=login.upstream)
-        raise refused(_("Sign-in refused"), _("The answer arrived from a different sign-in service than the one "
-                                              "you were sent to, so it was refused. Sign in again."))
-    pending = await flow.load(svc, login.login_id)
+                           reason="pending_login_gone")
+        raise flow.problem("unknown_state")
+    client_id = pending.client_id
+    if not flow.belongs_to_this_browser(pending):
+        # Someone else's state in this browser: a login CSRF attempt, or a link passed on.
+        await audit.record(svc.db, "sign_in", outcome="failure", client_id=client_id, upstream=upstream,
+                           ip=client_ip(), reason="state_from_another_browser")
+        raise flow.problem("another_browser")
     use_locale(pending.params.get("ui_locales"))
+    if login.upstream != upstream:
+        await audit.record(svc.db, "sign_in", outcome="failure", client_id=client_id, upstream=upstream,
+                           ip=client_ip(), reason="callback_at_another_upstream", expected=login.upstream)
+        raise flow.problem("mixed_up")
+    pending = await flow.load(svc, login.login_id)
     connector = svc.connectors[upstream]
     try:
-        identity = await connector.finish_login(params, {"nonce": login.nonce, "code_verifier": login.code_verifier})
+        identity = await within_deadline(connector, connector.finish_login(
+            params, {"nonce": login.nonce, "code_verifier": login.code_verifier}))
+        return await flow.complete(svc, pending, login.login_id, identity)
     except LoginFailed as failure:
         return await upstream_failed(svc, pending, login.login_id, connector, failure)
-    return await flow.complete(svc, pending, login.login_id, identity)
+
+
+async def within_deadline(connector, asking):
+    """Everything one callback asks the upstream (token, keys, introspection, userinfo) shares one
+    deadline (``sign_in_deadline``), however many requests that takes; each request also has its own
+    ``timeout``."""
+    deadline = getattr(getattr(connector, "config", None), "sign_in_deadline", None)
+    if deadline is None:
+        return await asking
+    try:
+        async with asyncio.timeout(deadline):
+            return await asking
+    except TimeoutError:
+        raise UpstreamUnavailable(f"no answer within the sign-in deadline ({deadline:g} s)") from None
 
 
 FAILURE_MESSAGES = {
@@ -94,17 +129,31 @@ FAILURE_MESSAGES = {
     "upstream_refused": N_("%(upstream)s sent an answer that could not be verified, so you were not signed in. "
                            "Try again; if it happens again, tell the administrator."),
 }
+# An upstream's error code as we show it (RFC 6749 §4.1.2.1 codes are short ASCII words); anything else
+# it sent is not repeated on our page.
+ERROR_CODE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def shown_error(error) -> str | None:
+    return error if isinstance(error, str) and ERROR_CODE.fullmatch(error) else None
 
 
 async def upstream_failed(svc: Services, pending, login_id: str, connector, failure: LoginFailed):
     """A translated page that says what happened, with a way back; an audit event; nothing created."""
-    error = getattr(failure, "error", None)
+    error = shown_error(getattr(failure, "error", None))
     await audit.record(svc.db, "sign_in", outcome="failure", client_id=pending.client_id, upstream=connector.name,
                        ip=client_ip(), reason=failure.reason, error=error, detail=getattr(failure, "detail", None))
-    upstream = connector.display_name.get(use_locale(pending.params.get("ui_locales"))) or connector.name
-    message = _(FAILURE_MESSAGES.get(failure.reason, FAILURE_MESSAGES["upstream_refused"]), upstream=upstream,
-                error=error or "")
+    return await failure_page(login_id, connector, failure.reason, error)
+
+
+async def failure_page(login_id: str, connector, reason: str, error: str | None):
+    upstream = connector.display_name.get(i18n.current_locale()) or connector.name
+    if reason not in FAILURE_MESSAGES:
+        reason = "upstream_refused"
+    message = _(FAILURE_MESSAGES[reason], upstream=upstream, error=error or "")
     if error == "duplicate_request":
         message = _("%(upstream)s says this sign-in was already submitted. Start again.", upstream=upstream)
-    return await render_page("upstream_failed.html", 502 if failure.reason == "upstream_unavailable" else 400,
-                             title=_("Not signed in"), message=message, retry_url=f"/login/{login_id}")
+    # The language links show this page again from its own address, never the callback's.
+    again = f"/login/{login_id}/failed/{connector.name}?" + urlencode({"reason": reason, "error": error or ""})
+    return await render_page("upstream_failed.html", 502 if reason == "upstream_unavailable" else 400,
+                             title=_("Not signed in"), message=message, retry_url=f"/login/{login_id}", here=again)

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Awaitable, Callable
 
-from quart import redirect, request
+from quart import make_response, redirect, request
 from sqlalchemy import update
+from sqlalchemy.exc import SQLAlchemyError
 
 from op_proxy import audit
 from op_proxy.errors import PageError
+from op_proxy.i18n import N_
 from op_proxy.i18n import gettext as _
-from op_proxy.security import random_token, token_digest
+from op_proxy.security import random_token, seal, token_digest, unseal
 from op_proxy.services import Services
-from op_proxy.signin.sessions import SESSION_COOKIE, find_or_create_account, sign_in_session
+from op_proxy.signin.sessions import SESSION_COOKIE, record_sign_in
 from op_proxy.storage.models import PendingLogin, SsoSession
-from op_proxy.upstreams.base import Identity
-from op_proxy.web import client_ip, set_cookie
+from op_proxy.upstreams.base import Identity, LoginFailed
+from op_proxy.web import client_ip, set_cookie, use_locale
 
 BROWSER_COOKIE = "op_browser"
 
@@ -50,21 +53,54 @@ async def begin(svc: Services, *, front: str, client_id: str, params: dict, brow
     return login_id
 
 
-async def load(svc: Services, login_id: str, browser: str | None = None) -> PendingLogin:
-    """The pending login, if it exists, is still open, and belongs to this browser."""
+# Why a sign-in cannot go on, as a page: (title, message), translated when shown. Each has an address
+# of its own (/signin/problem/<kind>), which the language links of a refused callback lead to, so that
+# switching language never sends the upstream's code and state again.
+PROBLEMS = {
+    "not_found": (N_("Sign-in not found"), N_("This sign-in link is not valid in this browser. Go back to the "
+                                              "application and sign in again.")),
+    "finished": (N_("Sign-in already finished"), N_("This sign-in has already been completed. Go back to the "
+                                                    "application.")),
+    "expired": (N_("Sign-in expired"), N_("You took too long to sign in. Go back to the application and try "
+                                          "again.")),
+    "unknown_state": (N_("Sign-in not found"), N_("This answer from the sign-in service is unknown, expired or was "
+                                                  "already used. Go back to the application and sign in again.")),
+    "another_browser": (N_("Sign-in refused"), N_("This answer from the sign-in service belongs to a sign-in begun "
+                                                  "in another browser, so it was refused. Go back to the "
+                                                  "application and sign in again.")),
+    "mixed_up": (N_("Sign-in refused"), N_("The answer arrived from a different sign-in service than the one you "
+                                           "were sent to, so it was refused. Sign in again.")),
+}
+
+
+def problem(kind: str) -> PageError:
+    """The page for ``kind``, in the language already chosen for this request (use_locale)."""
+    title, message = PROBLEMS[kind]
+    return PageError(_(title), _(message), 400, detail=kind)
+
+
+async def find(svc: Services, login_id: str) -> PendingLogin | None:
     async with svc.db.session() as session:
-        pending = await session.get(PendingLogin, token_digest(login_id))
+        return await session.get(PendingLogin, token_digest(login_id))
+
+
+def belongs_to_this_browser(pending: PendingLogin | None, browser: str | None = None) -> bool:
     browser = browser or request.cookies.get(BROWSER_COOKIE)
-    if pending is None or browser is None or token_digest(browser) != pending.browser_digest:
-        raise PageError(_("Sign-in not found"),
-                        _("This sign-in link is not valid in this browser. Go back to the application "
-                          "and sign in again."), 400)
+    return pending is not None and browser is not None and token_digest(browser) == pending.browser_digest
+
+
+async def load(svc: Services, login_id: str, browser: str | None = None) -> PendingLogin:
+    """The pending login, if it exists, is still open, and belongs to this browser. Its pages speak
+    the language the application asked for (ui_locales), the person chose, or the browser prefers."""
+    pending = await find(svc, login_id)
+    if not belongs_to_this_browser(pending, browser):
+        use_locale()
+        raise problem("not_found")
+    use_locale(pending.params.get("ui_locales"))
     if pending.finished_at is not None:
-        raise PageError(_("Sign-in already finished"),
-                        _("This sign-in has already been completed. Go back to the application."), 400)
+        raise problem("finished")
     if pending.expires_at <= time.time():
-        raise PageError(_("Sign-in expired"),
-                        _("You took too long to sign in. Go back to the application and try again."), 400)
+        raise problem("expired")
     return pending
 
 
@@ -86,13 +122,71 @@ def chooser_redirect(login_id: str):
     return redirect(f"/login/{login_id}", 303)
 
 
-async def complete(svc: Services, pending: PendingLogin, login_id: str, identity: Identity):
-    """The upstream said who the person is: account, SSO session, audit, then back to the front door."""
-    account = await find_or_create_account(svc.db, identity)
-    cookie, sso = await sign_in_session(svc.db, account, identity, svc.settings.server.session_lifetime,
-                                        svc.keyring.data_key())
+class NotRecorded(LoginFailed):
+    """The database refused what the upstream said (it is bounded before, so this is a last resort):
+    nothing was written, the person sees the upstream-failure page."""
+
+    def __init__(self, detail: str):
+        super().__init__("upstream_refused")
+        self.detail = detail
+
+
+async def complete(svc: Services, pending: PendingLogin, login_id: str, identity: Identity, *,
+                   replayable: bool = False):
+    """The upstream said who the person is: account and SSO session (together or not at all), audit,
+    then back to the front door. ``replayable``: the answer is kept a little while, sealed, for this
+    browser to fetch again (see ``replay``)."""
+    try:
+        account, cookie, sso = await record_sign_in(svc.db, identity, svc.settings.server.session_lifetime,
+                                                    svc.keyring.data_key())
+    except SQLAlchemyError as exc:  # never the statement or its parameters: they hold what the upstream sent
+        raise NotRecorded(f"the database refused the sign-in ({type(exc).__name__})") from None
     await audit.record(svc.db, "sign_in", client_id=pending.client_id, sub=account.sub,
                        upstream=identity.upstream, ip=client_ip())
     response = await resume(svc, pending, login_id, sso)
     set_cookie(response, SESSION_COOKIE, cookie, max_age=svc.settings.server.session_lifetime)
+    if replayable:
+        await keep_outcome(svc, login_id, identity, response)
+    return response
+
+
+# -- a finished step asked again ----------------------------------------------------------------------
+# A password POST whose answer never reached the browser (a dropped connection, a killed process) is
+# sent again by the browser. Within REPLAY_WINDOW of finishing, the same browser, proving again that it
+# is the same person, gets the same answer (the same redirect, the same code): never a second code, and
+# nothing for another browser, which only ever sees "Sign-in not found".
+
+REPLAY_WINDOW = 120
+KEPT_HEADERS = ("location", "content-type", "set-cookie", "referrer-policy", "cache-control", "pragma")
+
+
+async def keep_outcome(svc: Services, login_id: str, identity: Identity, response) -> None:
+    outcome = {"subject": token_digest(f"{identity.upstream}:{identity.subject}"), "status": response.status_code,
+               "headers": [[k, v] for k, v in response.headers.items() if k.lower() in KEPT_HEADERS],
+               "body": await response.get_data(as_text=True)}
+    async with svc.db.transaction() as session:
+        await session.execute(update(PendingLogin).where(PendingLogin.id_digest == token_digest(login_id),
+                                                         PendingLogin.finished_at.is_not(None))
+                              .values(outcome=seal(svc.keyring.data_key(), json.dumps(outcome))))
+
+
+async def kept_outcome(svc: Services, login_id: str) -> dict | None:
+    """The answer this browser was given when it finished this sign-in, if that was moments ago."""
+    pending = await find(svc, login_id)
+    if not belongs_to_this_browser(pending) or pending.outcome is None or pending.finished_at is None \
+            or time.time() - pending.finished_at > REPLAY_WINDOW:
+        return None
+    return json.loads(unseal(svc.keyring.data_key(), pending.outcome))
+
+
+async def replay(outcome: dict, identity: Identity):
+    """The kept answer, if ``identity`` is the person who finished the sign-in; else None."""
+    if outcome["subject"] != token_digest(f"{identity.upstream}:{identity.subject}"):
+        return None
+    response = await make_response(outcome["body"], outcome["status"])
+    for name, value in outcome["headers"]:
+        if name.lower() == "set-cookie":
+            response.headers.add(name, value)
+        else:
+            response.headers[name] = value
     return response

@@ -9,7 +9,7 @@ from op_proxy.errors import PageError
 from op_proxy.i18n import gettext as _
 from op_proxy.services import Services, services
 from op_proxy.signin import flow
-from op_proxy.signin.callbacks import remember_upstream_login, upstream_failed
+from op_proxy.signin.callbacks import failure_page, remember_upstream_login, shown_error, upstream_failed
 from op_proxy.storage.models import Client, PendingLogin
 from op_proxy.upstreams.base import LoginFailed
 from op_proxy.web import client_ip, render_page, use_locale
@@ -18,6 +18,9 @@ blueprint = Blueprint("signin", __name__)
 
 
 async def allowed_upstreams(svc: Services, pending: PendingLogin) -> list:
+    if pending.params.get("front_door") == "admin":
+        # The panel is entered only through the upstreams trusted for admin groups ([admin] sso_upstreams).
+        return [svc.connectors[name] for name in svc.settings.admin.sso_upstreams if name in svc.connectors]
     async with svc.db.session() as session:
         client = await session.get(Client, pending.client_id)
     allowed = client.allowed_upstreams if client and client.allowed_upstreams else list(svc.connectors)
@@ -26,7 +29,6 @@ async def allowed_upstreams(svc: Services, pending: PendingLogin) -> list:
 
 async def pending_and_connector(svc: Services, login_id: str, upstream: str):
     pending = await flow.load(svc, login_id)
-    use_locale(pending.params.get("ui_locales"))
     connectors = {c.name: c for c in await allowed_upstreams(svc, pending)}
     if upstream not in connectors:
         raise PageError(_("Sign-in method not available"),
@@ -38,7 +40,6 @@ async def pending_and_connector(svc: Services, login_id: str, upstream: str):
 async def chooser(login_id: str):
     svc = services()
     pending = await flow.load(svc, login_id)
-    use_locale(pending.params.get("ui_locales"))
     upstreams = await allowed_upstreams(svc, pending)
     hint = pending.params.get("idp_hint")
     if hint:
@@ -68,9 +69,34 @@ async def start_upstream(login_id: str, upstream: str):
     return redirect(start.redirect_url, 303)
 
 
+@blueprint.route("/signin/problem/<kind>")
+async def problem_page(kind: str):
+    """Why a sign-in could not go on, shown again (in another language, say) without repeating the
+    request that met the problem."""
+    use_locale()
+    if kind not in flow.PROBLEMS:
+        kind = "not_found"
+    raise flow.problem(kind)
+
+
+@blueprint.route("/login/<login_id>/failed/<upstream>")
+async def failed_page(login_id: str, upstream: str):
+    """An upstream's refusal, shown again from its own address (the callback's carried a code)."""
+    svc = services()
+    await flow.load(svc, login_id)
+    if upstream not in svc.connectors:
+        raise flow.problem("not_found")
+    return await failure_page(login_id, svc.connectors[upstream], request.args.get("reason", ""),
+                              shown_error(request.args.get("error")))
+
+
 @blueprint.route("/login/<login_id>/password/<upstream>", methods=["GET", "POST"])
 async def password_form(login_id: str, upstream: str):
     svc = services()
+    if request.method == "POST":
+        again = await answer_again(svc, login_id, upstream)
+        if again is not None:
+            return again
     pending, connector = await pending_and_connector(svc, login_id, upstream)
     if not getattr(connector, "uses_password_form", False):
         raise PageError(_("Sign-in method not available"), _("This sign-in method has no password form."), 404)
@@ -86,4 +112,21 @@ async def password_form(login_id: str, upstream: str):
         return await render_page("password.html", 401, login_id=login_id, upstream=connector,
                                  username=form.get("username", ""),
                                  error=_("Wrong username or password. Try again."))
-    return await flow.complete(svc, pending, login_id, identity)
+    try:
+        return await flow.complete(svc, pending, login_id, identity, replayable=True)
+    except LoginFailed as failure:
+        return await upstream_failed(svc, pending, login_id, connector, failure)
+
+
+async def answer_again(svc: Services, login_id: str, upstream: str):
+    """A password POST for a sign-in this browser finished moments ago (its answer was lost on the
+    way): the same answer again, if the password proves it is the same person (flow.replay)."""
+    outcome = await flow.kept_outcome(svc, login_id)
+    connector = svc.connectors.get(upstream)
+    if outcome is None or not getattr(connector, "uses_password_form", False):
+        return None
+    try:
+        identity = await connector.finish_login((await request.form).to_dict(), {})
+    except LoginFailed:
+        return None
+    return await flow.replay(outcome, identity)

@@ -6,6 +6,7 @@ import time
 
 from quart import request
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from op_proxy.security import random_token, seal, token_digest
 from op_proxy.storage.models import Account, Grant, SsoSession
@@ -14,43 +15,48 @@ from op_proxy.upstreams.base import Identity
 SESSION_COOKIE = "op_session"
 
 
-async def find_or_create_account(db, identity: Identity) -> Account:
-    """Accounts are keyed on (upstream, upstream subject) — never on an e-mail address."""
-    now = int(time.time())
+async def record_sign_in(db, identity: Identity, lifetime: int, data_key: bytes) -> tuple[Account, str, SsoSession]:
+    """The person's account (created, or its profile brought up to date) and this browser's SSO
+    session, written in ONE transaction: a sign-in that fails on the way (a value the database
+    refuses, say) leaves the stored profile and every session as they were.
+
+    Accounts are keyed on (upstream, upstream subject), never on an e-mail address. One browser, one
+    session: the same person signing in again (prompt=login, max_age) renews the session they have,
+    so that signing out ends every token issued in this browser; someone else signing in ends the
+    previous person's session, and its tokens, first."""
+    current = await current_session(db)
     for _attempt in range(2):
         try:
             async with db.transaction() as session:
-                account = await session.scalar(select(Account).where(
-                    Account.upstream == identity.upstream, Account.upstream_subject == identity.subject))
-                if account is None:
-                    account = Account(sub=random_token(16), upstream=identity.upstream,
-                                      upstream_subject=identity.subject, created_at=now)
-                    session.add(account)
-                account.profile, account.updated_at = identity.profile, now
-            return account
-        except Exception as exc:  # another process created the same account at the same moment
-            if "unique" not in str(exc).lower() and "duplicate" not in str(exc).lower():
-                raise
+                account = await upsert_account(session, identity)
+                sso = None
+                if current is not None and current.sub == account.sub:
+                    sso = await renew_session(session, current, identity, lifetime, data_key)
+                    cookie = request.cookies[SESSION_COOKIE]
+                elif current is not None:
+                    await end_session_in(session, current, reason="another_person_signed_in")
+                if sso is None:
+                    cookie, sso = start_session(session, account, identity, lifetime, data_key)
+            return account, cookie, sso
+        except IntegrityError:  # another process created the same account at the same moment: read it
+            continue
     raise RuntimeError("could not create account")
 
 
-async def sign_in_session(db, account: Account, identity: Identity, lifetime: int,
-                          data_key: bytes) -> tuple[str, SsoSession]:
-    """One browser, one session: the same person signing in again (prompt=login, max_age) renews the
-    session they have, so that signing out ends every token issued in this browser; someone else
-    signing in ends the previous person's session, and its tokens, first."""
-    current = await current_session(db)
-    if current is not None and current.sub == account.sub:
-        renewed = await renew_session(db, current, identity, lifetime, data_key)
-        if renewed is not None:
-            return request.cookies[SESSION_COOKIE], renewed
-    elif current is not None:
-        await end_session(db, current, reason="another_person_signed_in")
-    return await start_session(db, account, identity, lifetime, data_key)
+async def upsert_account(session, identity: Identity) -> Account:
+    now = int(time.time())
+    account = await session.scalar(select(Account).where(
+        Account.upstream == identity.upstream, Account.upstream_subject == identity.subject))
+    if account is None:
+        account = Account(sub=random_token(16), upstream=identity.upstream, upstream_subject=identity.subject,
+                          created_at=now)
+        session.add(account)
+    account.profile, account.updated_at = identity.profile, now
+    return account
 
 
-async def start_session(db, account: Account, identity: Identity, lifetime: int,
-                        data_key: bytes) -> tuple[str, SsoSession]:
+def start_session(session, account: Account, identity: Identity, lifetime: int,
+                  data_key: bytes) -> tuple[str, SsoSession]:
     now = int(time.time())
     cookie = random_token(32)
     row = SsoSession(cookie_digest=token_digest(cookie), sid=random_token(16), sub=account.sub,
@@ -59,12 +65,11 @@ async def start_session(db, account: Account, identity: Identity, lifetime: int,
                      upstream_id_token=identity.upstream_id_token,
                      upstream_refresh_token=seal(data_key, identity.upstream_refresh_token),
                      created_at=now, expires_at=now + lifetime)
-    async with db.transaction() as session:
-        session.add(row)
+    session.add(row)
     return cookie, row
 
 
-async def renew_session(db, sso: SsoSession, identity: Identity, lifetime: int,
+async def renew_session(session, sso: SsoSession, identity: Identity, lifetime: int,
                         data_key: bytes) -> SsoSession | None:
     """The fresh authentication, in the session the browser already has (same sid); None if that
     session was ended meanwhile (a sign-out in another tab), which must stay ended."""
@@ -73,9 +78,8 @@ async def renew_session(db, sso: SsoSession, identity: Identity, lifetime: int,
               "expires_at": now + lifetime,
               "upstream_id_token": identity.upstream_id_token,
               "upstream_refresh_token": seal(data_key, identity.upstream_refresh_token)}
-    async with db.transaction() as session:
-        result = await session.execute(update(SsoSession).where(SsoSession.cookie_digest == sso.cookie_digest,
-                                                                SsoSession.ended_at.is_(None)).values(**values))
+    result = await session.execute(update(SsoSession).where(SsoSession.cookie_digest == sso.cookie_digest,
+                                                            SsoSession.ended_at.is_(None)).values(**values))
     if result.rowcount != 1:
         return None
     for name, value in values.items():
@@ -96,12 +100,16 @@ async def current_session(db) -> SsoSession | None:
 
 async def end_session(db, sso: SsoSession, reason: str = "logout") -> None:
     """Ends the browser session and revokes every grant made in it."""
-    now = int(time.time())
     async with db.transaction() as session:
-        await session.execute(update(SsoSession).where(SsoSession.cookie_digest == sso.cookie_digest)
-                              .values(ended_at=now))
-        await session.execute(update(Grant).where(Grant.sid == sso.sid, Grant.revoked_at.is_(None))
-                              .values(revoked_at=now, revoked_reason=reason))
+        await end_session_in(session, sso, reason)
+
+
+async def end_session_in(session, sso: SsoSession, reason: str) -> None:
+    now = int(time.time())
+    await session.execute(update(SsoSession).where(SsoSession.cookie_digest == sso.cookie_digest)
+                          .values(ended_at=now))
+    await session.execute(update(Grant).where(Grant.sid == sso.sid, Grant.revoked_at.is_(None))
+                          .values(revoked_at=now, revoked_reason=reason))
 
 
 async def session_by_sid(db, sid: str) -> SsoSession | None:

@@ -8,7 +8,7 @@ import time
 from sqlalchemy import update
 
 from op_proxy.errors import InvalidGrant, OAuthError
-from op_proxy.security import decrypt, encrypt
+from op_proxy.security import seal, unseal
 from op_proxy.signin.sessions import session_by_sid
 from op_proxy.storage.models import Account, Grant, SsoSession
 from op_proxy.upstreams.base import LoginFailed
@@ -27,17 +27,21 @@ async def refresh_at_upstream(svc, grant: Grant) -> None:
         return
     account_row = await svc_account(svc, grant.sub)
     try:
-        identity = await connector.refresh(decrypt(svc.keyring.data_key(), sso.upstream_refresh_token),
+        identity = await connector.refresh(unseal(svc.keyring.data_key(), sso.upstream_refresh_token),
                                            account_row.upstream_subject)
     except UpstreamUnavailable:
         raise OAuthError("temporarily_unavailable", "the upstream identity provider cannot be reached", 503) from None
     except LoginFailed:
         raise InvalidGrant("the upstream identity provider no longer accepts this session") from None
     async with svc.db.transaction() as session:
-        values = {"upstream_refresh_token": encrypt(svc.keyring.data_key(), identity.upstream_refresh_token)}
+        values = {}
+        if identity.upstream_refresh_token:
+            # RFC 6749 §6: an upstream that issues no new refresh token leaves the one we have valid.
+            values["upstream_refresh_token"] = seal(svc.keyring.data_key(), identity.upstream_refresh_token)
         if identity.upstream_id_token:
             values["upstream_id_token"] = identity.upstream_id_token
-        await session.execute(update(SsoSession).where(SsoSession.sid == sso.sid).values(**values))
+        if values:
+            await session.execute(update(SsoSession).where(SsoSession.sid == sso.sid).values(**values))
         if identity.profile:
             await session.execute(update(Account).where(Account.sub == grant.sub)
                                   .values(profile=identity.profile, updated_at=int(time.time())))

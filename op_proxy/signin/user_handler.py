@@ -29,9 +29,20 @@ class UserHandlerFailed(Exception):
         self.reason = reason
 
 
+def normalized_user(profile: dict, sub: str) -> dict:
+    """The old gateway's 14 fields. Where the upstream has no id or username of its own to give (ThaID:
+    its only id is the national ID, never passed on), both are ``sub``, op-proxy's stable id for the
+    person at this app, so an app can key its own user record on them."""
+    user = {name: profile.get(name) for name in NORMALIZED_FIELDS}
+    for field in ("id", "username"):
+        if user[field] in (None, ""):
+            user[field] = sub
+    return user
+
+
 def payload(profile: dict, sub: str, scopes: list[str], allowed_scopes) -> dict:
     return {
-        "normalizedUser": {name: profile.get(name) for name in NORMALIZED_FIELDS},
+        "normalizedUser": normalized_user(profile, sub),
         "ssoUserInfo": {"sub": sub, **release(profile, scopes, None, allowed_scopes)},
     }
 

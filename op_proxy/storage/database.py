@@ -25,6 +25,7 @@ class Database:
         prepare_sqlite_directory(url)
         is_sqlite = make_url(url).get_backend_name() == "sqlite"
         options = {"pool_pre_ping": True} if not is_sqlite else {}
+        options["hide_parameters"] = True  # an error's message never carries what a person or upstream sent
         if make_url(url).get_backend_name() == "mysql":
             options["pool_recycle"] = 3600
         self.engine = create_async_engine(url, **options)

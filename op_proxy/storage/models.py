@@ -66,6 +66,8 @@ class PendingLogin(Base):
     created_at: Mapped[int] = mapped_column(BigInteger)
     expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
     finished_at: Mapped[int | None] = mapped_column(BigInteger)
+    # The answer given when the person's password step finished, sealed; kept for a retry (flow.replay).
+    outcome: Mapped[str | None] = mapped_column(Text)
 
 
 class Account(Base):

@@ -40,9 +40,9 @@ class LoginStart:
 class LoginFailed(Exception):
     """The person could not be signed in; ``reason`` is a message id shown to them, translated."""
 
-    def __init__(self, reason: str, *, retry: bool = False):
+    def __init__(self, reason: str):
         super().__init__(reason)
-        self.reason, self.retry = reason, retry
+        self.reason = reason
 
 
 class Connector(Protocol):

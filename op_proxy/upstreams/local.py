@@ -31,6 +31,6 @@ class LocalConnector:
         user = self.users.get(username)
         valid = await verify_secret(user.password_hash if user else _DUMMY_HASH, password)
         if user is None or not valid:
-            raise LoginFailed("wrong_password", retry=True)
+            raise LoginFailed("wrong_password")
         return Identity(upstream=self.name, subject=username, profile=dict(user.claims), acr="1", amr=["pwd"])
 

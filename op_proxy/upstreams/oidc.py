@@ -34,6 +34,16 @@ JWKS_REFETCH_INTERVAL = 60  # at most one refetch a minute for an unknown kid (U
 CLOCK_SKEW = 60
 KEY_TYPES = {"RS": "RSA", "PS": "RSA", "ES": "EC"}
 
+# What an upstream may send. Far above any real provider's answers (ThaID's and Google's ID tokens are
+# a few KB), and low enough that a broken or hostile upstream can neither fill op-proxy's memory and
+# database nor pass megabytes on to every app. Beyond them the sign-in is refused, and nothing stored.
+MAX_ANSWER_BYTES = 64 * 1024  # any one answer: token, userinfo, introspection, discovery, JWKS
+MAX_ID_TOKEN_CHARS = 16 * 1024  # the upstream ID token kept with the session (id_token_hint at sign-out)
+MAX_CLAIM_CHARS = 2048  # one claim, as JSON (an address object, a long name)
+MAX_GROUPS = 256
+MAX_GROUP_CHARS = 256
+MAX_SUBJECT_CHARS = 255  # the account key, (upstream, subject)
+
 
 def upstream_auth_time(claims: dict) -> int | None:
     value = claims.get("auth_time")
@@ -64,6 +74,18 @@ class UpstreamError(LoginFailed):
         self.error, self.description = error, description
 
 
+def check_sizes(claims: dict) -> None:
+    """Every claim kept or passed on within bounds (the names only reach the log, never the values)."""
+    for name, value in claims.items():
+        if name == "groups" and isinstance(value, list):
+            if len(value) > MAX_GROUPS:
+                raise UpstreamRefused(f"{len(value)} groups (at most {MAX_GROUPS})")
+            if any(not isinstance(g, str) or len(g) > MAX_GROUP_CHARS for g in value):
+                raise UpstreamRefused(f"a group that is not a string of at most {MAX_GROUP_CHARS} characters")
+        elif len(json.dumps(value, ensure_ascii=False)) > MAX_CLAIM_CHARS:
+            raise UpstreamRefused(f"claim {name[:64]!r} is longer than {MAX_CLAIM_CHARS} characters")
+
+
 class OidcConnector:
     kind = "oidc"
     uses_password_form = False
@@ -80,7 +102,6 @@ class OidcConnector:
         self._jwks: jwk.JWKSet | None = None
         self._jwks_at = 0.0
         self._unknown_kid_refetch_at = float("-inf")
-        self.last_error: str | None = None
 
     @property
     def callback_path(self) -> str:
@@ -88,19 +109,36 @@ class OidcConnector:
 
     # -- talking to the upstream ------------------------------------------------------------------
 
-    async def _get_json(self, url: str, **kwargs) -> dict:
+    async def _request(self, method: str, url: str, *, what: str, **kwargs) -> tuple[int, bytes]:
+        """(status, body), the body read up to MAX_ANSWER_BYTES and no further (an upstream sending
+        more is refused before the rest is even received)."""
         try:
-            response = await self.http.get(url, timeout=self.config.timeout, **kwargs)
+            async with self.http.stream(method, url, timeout=self.config.timeout, **kwargs) as response:
+                declared = response.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > MAX_ANSWER_BYTES:
+                    raise UpstreamRefused(f"{what}: an answer of {declared} bytes (at most {MAX_ANSWER_BYTES})")
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > MAX_ANSWER_BYTES:
+                        raise UpstreamRefused(f"{what}: an answer over {MAX_ANSWER_BYTES} bytes")
+                return response.status_code, bytes(body)
         except httpx.HTTPError as exc:
-            raise UpstreamUnavailable(f"GET {url}: {type(exc).__name__}") from None
-        if response.status_code >= 500:
-            raise UpstreamUnavailable(f"GET {url}: HTTP {response.status_code}")
-        if response.status_code != 200:
-            raise UpstreamRefused(f"GET {url}: HTTP {response.status_code}")
+            raise UpstreamUnavailable(f"{what}: {type(exc).__name__}") from None
+
+    async def _get_json(self, url: str, **kwargs) -> dict:
+        status, body = await self._request("GET", url, what=f"GET {url}", **kwargs)
+        if status >= 500:
+            raise UpstreamUnavailable(f"GET {url}: HTTP {status}")
+        if status != 200:
+            raise UpstreamRefused(f"GET {url}: HTTP {status}")
         try:
-            return response.json()
+            document = json.loads(body)
         except ValueError:
             raise UpstreamRefused(f"GET {url}: not JSON") from None
+        if not isinstance(document, dict):
+            raise UpstreamRefused(f"GET {url}: not a JSON object")
+        return document
 
     async def metadata(self) -> dict:
         if self._metadata is None or time.monotonic() - self._metadata_at > METADATA_TTL:
@@ -121,9 +159,10 @@ class OidcConnector:
         key = self._find_key(kid, header["alg"])
         if key is None and time.monotonic() - self._unknown_kid_refetch_at > JWKS_REFETCH_INTERVAL:
             # A token made with a key we do not know: the upstream may have rotated. A forger can
-            # send unknown kids too, so this costs the upstream one request a minute at most.
-            self._unknown_kid_refetch_at = time.monotonic()
+            # send unknown kids too, so this costs the upstream one request a minute at most; a
+            # fetch that failed (an outage) does not count, so the first sign-in after it recovers.
             await self._fetch_jwks()
+            self._unknown_kid_refetch_at = time.monotonic()
             key = self._find_key(kid, header["alg"])
         if key is None:
             raise UpstreamRefused(f"no key {kid!r} for {header['alg']} in the upstream's JWKS")
@@ -270,20 +309,17 @@ class OidcConnector:
             auth = httpx.BasicAuth(self.config.client_id, self.config.client_secret)
         else:
             form = {**form, "client_id": self.config.client_id, "client_secret": self.config.client_secret}
+        status, content = await self._request("POST", url, what=what, data=form, auth=auth,
+                                               headers={"Accept": "application/json"})
+        if status >= 500:
+            raise UpstreamUnavailable(f"{what}: HTTP {status}")
         try:
-            response = await self.http.post(url, data=form, auth=auth, timeout=self.config.timeout,
-                                            headers={"Accept": "application/json"})
-        except httpx.HTTPError as exc:
-            raise UpstreamUnavailable(f"{what}: {type(exc).__name__}") from None
-        if response.status_code >= 500:
-            raise UpstreamUnavailable(f"{what}: HTTP {response.status_code}")
-        try:
-            body = response.json()
+            body = json.loads(content)
         except ValueError:
-            raise UpstreamRefused(f"{what}: HTTP {response.status_code}, not JSON") from None
-        if response.status_code != 200 or not isinstance(body, dict) or "error" in body:
+            raise UpstreamRefused(f"{what}: HTTP {status}, not JSON") from None
+        if status != 200 or not isinstance(body, dict) or "error" in body:
             error = body.get("error") if isinstance(body, dict) else None
-            raise UpstreamRefused(f"{what}: {error or response.status_code}")
+            raise UpstreamRefused(f"{what}: {error if isinstance(error, str) and len(error) < 64 else status}")
         return body
 
     def expected_issuers(self, claims: dict) -> set[str]:
@@ -353,8 +389,19 @@ class OidcConnector:
         if missing:
             raise UpstreamRefused(f"the upstream did not send {', '.join(missing)}")
         subject = ":".join(str(claims[c]) for c in self.config.subject_claims)
-        return Identity(upstream=self.name, subject=subject, profile=self.normalized_profile(claims),
-                        acr=self.config.acr or claims.get("acr"), amr=list(claims.get("amr") or []),
+        if len(subject) > MAX_SUBJECT_CHARS:
+            raise UpstreamRefused(f"the subject is longer than {MAX_SUBJECT_CHARS} characters")
+        if len(tokens.get("id_token") or "") > MAX_ID_TOKEN_CHARS:
+            raise UpstreamRefused(f"the id_token is longer than {MAX_ID_TOKEN_CHARS} characters")
+        acr = self.config.acr or claims.get("acr")
+        if acr is not None and (not isinstance(acr, str) or len(acr) > MAX_SUBJECT_CHARS):
+            raise UpstreamRefused(f"acr is not a string of at most {MAX_SUBJECT_CHARS} characters")
+        amr = claims.get("amr")
+        amr = [amr] if isinstance(amr, str) else amr if isinstance(amr, list) else []
+        profile = self.normalized_profile(claims)
+        check_sizes({**profile, "acr": acr, "amr": amr})
+        return Identity(upstream=self.name, subject=subject, profile=profile,
+                        acr=acr, amr=list(amr),
                         upstream_id_token=tokens.get("id_token"),
                         upstream_refresh_token=tokens.get("refresh_token") if self.config.refresh else None,
                         auth_time=upstream_auth_time(claims))

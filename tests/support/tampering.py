@@ -36,6 +36,16 @@ anything pointing at the upstream's own address points at the proxy, and a JSON 
 ``introspection_inactive`` the ID token untouched; an introspection answer (JSON with ``active``) says
                            ``{"active": false}``, as for a token the upstream has revoked
 
+``oversized_token_response`` the ID token re-signed with the real key after a 100,000-character
+                           ``name`` and 5,000 ``groups`` were put in (a token response of megabytes)
+``long_name``              a ``name`` of 3,000 characters, re-signed: an answer of normal size, one
+                           claim far longer than any real name
+``many_groups``            300 ``groups``, re-signed
+
+``jwks_unavailable``       the upstream's JWKS answers 503 (an outage of that one endpoint); the
+                           rest passes through
+``slow``                   every POST (token, introspection) is answered ``proxy.slow_seconds`` late
+
 ``proxy.exchanges`` lists ``(scenario, original_id_token, sent_id_token)`` for each token response.
 """
 
@@ -49,13 +59,15 @@ import secrets
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 
 import httpx
 from jwcrypto import jwk, jws
 
 SCENARIOS = (None, "bad_signature", "unknown_kid", "wrong_iss", "wrong_aud", "expired", "wrong_nonce",
              "alg_none", "hs256_with_public_key", "userinfo_other_sub",
-             "introspection_inactive", "old_auth_time")
+             "introspection_inactive", "old_auth_time", "oversized_token_response", "long_name", "many_groups",
+             "jwks_unavailable", "slow")
 
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
               "transfer-encoding", "upgrade", "content-length", "content-encoding"}
@@ -105,6 +117,7 @@ class TamperingProxy:
         self.scenario = scenario
         self.wrong_iss = "https://attacker.example"
         self.wrong_aud = "someone-else"
+        self.slow_seconds = 3.0
         self.exchanges: list[tuple[str | None, str, str]] = []
         self.requests: list[tuple[str, str, int]] = []  # (method, path, status)
         self._http = httpx.Client(follow_redirects=False, timeout=15)
@@ -169,6 +182,13 @@ class TamperingProxy:
 
     def _forward(self, handler: BaseHTTPRequestHandler) -> None:
         body = self._read_body(handler)
+        scenario = self.scenario
+        if scenario == "jwks_unavailable" and handler.path.startswith(self.jwks_path()):
+            self.requests.append((handler.command, handler.path, 503))
+            self._reply(handler, 503, [("Content-Type", "text/plain")], b"temporarily unavailable")
+            return
+        if scenario == "slow" and handler.command == "POST":
+            time.sleep(self.slow_seconds)
         headers = [(k, v) for k, v in handler.headers.items() if k.lower() not in HOP_BY_HOP]
         try:
             response = self._http.request(handler.command, self.target + handler.path, headers=headers,
@@ -194,6 +214,10 @@ class TamperingProxy:
         handler.end_headers()
         if not head:
             handler.wfile.write(content)
+
+    def jwks_path(self) -> str:
+        prefix = urlsplit(self.config["issuer"]).path.rstrip("/")
+        return prefix + self.config.get("routes", {}).get("jwks", "/jwks")
 
     # --- rewriting --------------------------------------------------------------------------------
 
@@ -257,7 +281,7 @@ class TamperingProxy:
         return _oct(secrets.token_bytes(32))
 
     def tamper(self, id_token: str, scenario: str | None) -> str:
-        if scenario in (None, "userinfo_other_sub", "introspection_inactive"):
+        if scenario in (None, "userinfo_other_sub", "introspection_inactive", "jwks_unavailable", "slow"):
             return id_token
         header, claims = split_jwt(id_token)
         real = self._real_key(header, claims)
@@ -271,6 +295,12 @@ class TamperingProxy:
             return sign(header, changed, real)
         if scenario == "expired":
             return sign(header, {**claims, "iat": now - 7200, "exp": now - 3600}, real)
+        if scenario == "oversized_token_response":
+            return sign(header, {**claims, "name": "ก" * 100_000, "groups": [f"g{i}" for i in range(5000)]}, real)
+        if scenario == "long_name":
+            return sign(header, {**claims, "name": "ก" * 3000}, real)
+        if scenario == "many_groups":
+            return sign(header, {**claims, "groups": [f"group-{i}" for i in range(300)]}, real)
         if scenario == "old_auth_time":
             return sign(header, {**claims, "auth_time": now - 7200}, real)
         if scenario == "wrong_nonce":
