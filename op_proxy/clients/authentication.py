@@ -166,11 +166,9 @@ async def verify_client_assertion(db, client: Client, assertion: str, audiences:
     try:
         token = jwt.JWT(jwt=assertion, key=keys, algs=ASSERTION_ALGORITHMS, check_claims=False)
         claims = json.loads(token.claims)
-    except jwt.JWTMissingKey:
-        raise InvalidClient("client_assertion: no key of this client has its kid") from None
-    except (JWException, ValueError, TypeError):
-        raise InvalidClient("client_assertion: the signature does not verify with this client's keys "
-                            f"(alg must be one of {', '.join(ASSERTION_ALGORITHMS)})") from None
+    except (JWException, ValueError, TypeError):  # a kid of none of its keys included
+        raise InvalidClient("client_assertion: its signature does not verify with this client's registered keys "
+                            f"(jwks; alg one of {', '.join(ASSERTION_ALGORITHMS)})") from None
     if not isinstance(claims, dict):
         raise InvalidClient("client_assertion: the payload is not a JSON object")
     if claims.get("iss") != client.client_id or claims.get("sub") != client.client_id:
