@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from op_proxy.errors import OAuthError
 from op_proxy.storage.models import ClientAuthFailures
 
-FAILURE_LIMIT = 5
+FAILURE_LIMIT = 3
 WINDOW = 60  # seconds
 
 
