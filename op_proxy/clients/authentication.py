@@ -100,7 +100,7 @@ async def check_client_secret(db, client: Client, candidate: str) -> None:
     if is_secret_digest(stored):
         if digest_matches(stored, candidate):
             return  # even while throttled: a 256-bit secret cannot be guessed, the app keeps working
-        await refuse(db, client)
+        await refuse(db, client, await throttle.failures_of(db, client.client_id))
     if not stored:
         raise InvalidClient()
     failures = await throttle.failures_of(db, client.client_id)
@@ -116,18 +116,21 @@ async def check_client_secret(db, client: Client, candidate: str) -> None:
                     raise throttle.TooManyFailures(failures)
                 matches = await verify_argon2_and_remember(stored, candidate)
     if not matches:
-        await refuse(db, client)
+        await refuse(db, client, failures)
     if failures.count:
         await throttle.forget_failures(db, client.client_id)
     if client.source == "database":
         await upgrade_to_digest(db, client, candidate)
 
 
-async def refuse(db, client: Client):
-    failures = await throttle.count_failure(db, client.client_id)
-    if failures.count > throttle.FAILURE_LIMIT:
-        raise throttle.TooManyFailures(failures)
-    raise InvalidClient()
+async def refuse(db, client: Client, failures: throttle.Failures):
+    """401 while the client's wrong secrets are counted; 429 once there are too many (then no longer
+    counted: a flood of guesses reads the database, it does not write to it)."""
+    if not failures.over_limit:
+        failures = await throttle.count_failure(db, client.client_id)
+        if failures.count <= throttle.FAILURE_LIMIT:  # more: others counted at the same instant
+            raise InvalidClient()
+    raise throttle.TooManyFailures(failures)
 
 
 async def upgrade_to_digest(db, client: Client, secret: str) -> None:
