@@ -11,7 +11,7 @@ from sqlalchemy import or_, select
 
 from admin.auth import admin_page, record_admin_action
 from op_proxy.claims.release import DEFAULT_CLIENT_SCOPES, SUPPORTED_SCOPES
-from op_proxy.clients.registry import ClientExists, create_client, new_client_secret
+from op_proxy.clients.registry import ClientExists, create_client, new_client_secret, stored_client_secret
 from op_proxy.clients.validation import (
     AUTH_METHODS,
     CLIENT_ID,
@@ -23,7 +23,7 @@ from op_proxy.clients.validation import (
 from op_proxy.errors import PageError
 from op_proxy.i18n import N_
 from op_proxy.i18n import gettext as _
-from op_proxy.security import hash_secret, random_token, seal
+from op_proxy.security import random_token, seal
 from op_proxy.services import services
 from op_proxy.storage.models import Client
 from op_proxy.web import render_page
@@ -216,7 +216,7 @@ def attach(bp) -> None:
             row.jwks = fields.get("jwks", row.jwks)
             if fields["client_secret_hash"] == "pending":  # now needs a secret it never had
                 new_secret = new_client_secret()
-                row.secret_hash = hash_secret(new_secret)
+                row.secret_hash = stored_client_secret(new_secret)
                 new_secrets.append((_("Client secret"), new_secret))
             elif fields["token_endpoint_auth_method"] in ("none", "private_key_jwt"):
                 row.secret_hash = None
@@ -247,7 +247,7 @@ def attach(bp) -> None:
                                 _("This application changed after the page was opened (or the form was sent "
                                   "twice). Open the application again to rotate its secret."), 409)
             if what == "secret" and row.token_endpoint_auth_method in ("client_secret_basic", "client_secret_post"):
-                row.secret_hash, label = hash_secret(secret), _("Client secret")
+                row.secret_hash, label = stored_client_secret(secret), _("Client secret")
             elif what == "legacy-key" and row.mode == "query_token":
                 row.legacy_key, row.legacy_use_global_key = seal(svc.keyring.data_key(), secret), False
                 label = _("HS256 key for ?token=")

@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # request lines add nothing the audit log lacks
     try:
-        settings = None if args.run is hash_password else load_settings(args.config)
+        settings = None if args.run in (hash_password, clients_hash_secret) else load_settings(args.config)
         return args.run(settings, args) or 0
     except ConfigError as exc:
         print(f"op-proxy: configuration error in {exc.source}: {exc.key}: {exc.reason}", file=sys.stderr)
@@ -83,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     legacy_key = clients.add_parser("rotate-legacy-key", help="new HS256 key of a query_token client, printed once")
     legacy_key.add_argument("client_id")
     legacy_key.set_defaults(run=clients_rotate_legacy_key)
+    hash_client_secret = clients.add_parser(
+        "hash-secret", help="the digest of a random client secret, for client_secret_hash in the config")
+    hash_client_secret.add_argument("--generate", action="store_true",
+                                    help="make the secret too (printed once, with its digest)")
+    hash_client_secret.set_defaults(run=clients_hash_secret)
     remove = clients.add_parser("remove", help="delete an application")
     remove.add_argument("client_id")
     remove.set_defaults(run=clients_remove)
@@ -115,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     rotate_key.add_argument("--now", action="store_true", help="sign with it at once (a leaked key)")
     rotate_key.set_defaults(run=keys_rotate)
 
-    hp = commands.add_parser("hash-password", help="argon2 hash for a local user or client secret in the config")
+    hp = commands.add_parser("hash-password", help="argon2 hash for a local user's password or a client secret a "
+                                                   "person chose (generated ones: clients hash-secret)")
     hp.set_defaults(run=hash_password)
     return parser
 
@@ -267,6 +273,26 @@ def clients_rotate_secret(settings, args):
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     print(f"new client secret for {args.client_id} (shown once; the old one no longer works): {secret}")
+
+
+# A digest (one SHA-256) is safe only for a secret nobody can guess: 32 random characters or more.
+MIN_DIGESTED_SECRET_LENGTH = 32
+
+
+def clients_hash_secret(_settings, args):
+    from op_proxy.clients.registry import new_client_secret, stored_client_secret
+
+    if args.generate:
+        secret = new_client_secret()
+        print(f"client secret (give it to the app; shown once): {secret}")
+        print(f'client_secret_hash = "{stored_client_secret(secret)}"')
+        return
+    secret = getpass.getpass("client secret: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
+    if len(secret) < MIN_DIGESTED_SECRET_LENGTH:
+        raise CommandError(f"a digest suits only a random secret of {MIN_DIGESTED_SECRET_LENGTH} characters or "
+                           "more: use --generate to make one, or `op-proxy hash-password` (argon2) for a secret a "
+                           "person chose")
+    print(stored_client_secret(secret))
 
 
 def clients_rotate_legacy_key(settings, args):

@@ -496,6 +496,13 @@ def parse_client(r: _Reader, upstreams: dict, tokens: TokenSettings) -> ClientSe
         fields["user_handler_secret"] = os.environ.get(handler_secret_env)
         if not fields["user_handler_secret"]:
             r.fail("user_handler_secret_env", f"environment variable {handler_secret_env} is not set")
+    secret_hash = fields["client_secret_hash"]
+    if secret_hash:
+        from op_proxy.security import is_argon2_hash, is_secret_digest
+
+        if not (is_argon2_hash(secret_hash) or is_secret_digest(secret_hash)):
+            r.fail("client_secret_hash", "must be a digest of a generated secret (`op-proxy clients hash-secret`) "
+                                         "or an argon2 hash of a chosen one (`op-proxy hash-password`)")
     secret_env = r.get("client_secret_env", str, None)
     if secret_env:
         from op_proxy.security import hash_secret

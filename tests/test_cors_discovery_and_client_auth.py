@@ -263,12 +263,35 @@ def test_an_assertion_sent_under_another_apps_client_id_is_refused(server, perso
     assert keyed_exchange(server, code, verifier, assertion(server, client_key)).status_code == 200
 
 
-@pytest.mark.parametrize("lifetime", [3600, 30 * 86400, None], ids=["an-hour", "a-month", "no-exp"])
-def test_an_assertion_that_stays_valid_too_long_or_forever_is_refused(server, person, client_key, lifetime):
+@pytest.mark.parametrize("lifetime, reason", [
+    (3600, "lives longer than 10 minutes"),  # Authlib's default assertion
+    (30 * 86400, "lives longer than 10 minutes"),
+    (None, "exp is required"),
+], ids=["an-hour", "a-month", "no-exp"])
+def test_an_assertion_that_stays_valid_too_long_or_forever_is_refused_and_told_why(
+        server, person, client_key, lifetime, reason):
     code, verifier = signed_in_code(server, person, "keyed-app", KEYED_CALLBACK)
 
     long_lived = keyed_exchange(server, code, verifier, assertion(server, client_key, lifetime=lifetime))
 
     assert_invalid_client(long_lived)
+    assert reason in long_lived.json()["error_description"]  # the app's developer knows what to fix
     short_lived = keyed_exchange(server, code, verifier, assertion(server, client_key, lifetime=300))
     assert short_lived.status_code == 200, short_lived.text
+
+
+def test_a_replayed_assertion_or_one_signed_with_another_key_is_refused_and_told_why(server, person, client_key):
+    code, verifier = signed_in_code(server, person, "keyed-app", KEYED_CALLBACK)
+    stranger = jwk.JWK.generate(kty="RSA", size=2048, kid=client_key.key_id)
+    used = assertion(server, client_key)
+    assert keyed_exchange(server, code, verifier, used).status_code == 200
+    code, verifier = signed_in_code(server, person, "keyed-app", KEYED_CALLBACK)
+
+    replayed = keyed_exchange(server, code, verifier, used)
+    forged = keyed_exchange(server, code, verifier, assertion(server, stranger))
+
+    assert_invalid_client(replayed)
+    assert "used before" in replayed.json()["error_description"]
+    assert_invalid_client(forged)
+    assert "signature" in forged.json()["error_description"]
+    assert keyed_exchange(server, code, verifier, assertion(server, client_key)).status_code == 200

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from op_proxy.clients.validation import validate_client_fields
 from op_proxy.config import ClientSettings
-from op_proxy.security import decrypt, encrypt, hash_secret, random_token, seal
+from op_proxy.security import decrypt, encrypt, random_token, seal, secret_digest
 from op_proxy.storage.models import Client
 
 EDITABLE_FIELDS = (
@@ -78,7 +78,13 @@ async def seal_plaintext_api_secrets(db, data_key: bytes) -> int:
 
 
 def new_client_secret() -> str:
-    return random_token(32)
+    return random_token(32)  # 256 bits
+
+
+def stored_client_secret(secret: str) -> str:
+    """What the database keeps of a secret made by ``new_client_secret``: its SHA-256 digest
+    (``sha256$<hex>``), checked in a microsecond. Never for a secret a person chose."""
+    return secret_digest(secret)
 
 
 async def create_client(db, fields: dict, data_key: bytes | None = None, limits=None) -> tuple[Client, str | None]:
@@ -88,7 +94,7 @@ async def create_client(db, fields: dict, data_key: bytes | None = None, limits=
     legacy = fields.get("mode", "oidc") != "oidc"
     fields = {"token_endpoint_auth_method": "none" if legacy else "client_secret_basic", **fields}
     secret = None if fields["token_endpoint_auth_method"] in ("none", "private_key_jwt") else new_client_secret()
-    fields["client_secret_hash"] = hash_secret(secret) if secret else None
+    fields["client_secret_hash"] = stored_client_secret(secret) if secret else None
     validate_client_fields(fields, limits)
     legacy_key = None
     if fields.get("mode") == "query_token" and not fields.get("legacy_use_global_key"):
@@ -132,7 +138,7 @@ async def rotate_client_secret(db, client_id: str) -> str:
             raise ValueError(f"client {client_id} does not authenticate with a secret")
         if client.source == "config":
             raise ValueError(f"client {client_id} is defined in the config file; change its secret there")
-        client.secret_hash, client.updated_at = hash_secret(secret), int(time.time())
+        client.secret_hash, client.updated_at = stored_client_secret(secret), int(time.time())
     return secret
 
 

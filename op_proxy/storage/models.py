@@ -186,6 +186,17 @@ class UsedJti(Base):
     expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
 
 
+class ClientAuthFailures(Base):
+    """Wrong client secrets of one client in the current minute, counted for every process
+    (op_proxy/clients/throttle.py). One row per client at most: unknown client_ids are never counted."""
+
+    __tablename__ = "client_auth_failures"
+
+    client_id: Mapped[str] = mapped_column(NAME, primary_key=True)
+    window_started_at: Mapped[int] = mapped_column(BigInteger)
+    failures: Mapped[int] = mapped_column(Integer)
+
+
 class AuditEvent(Base):
     __tablename__ = "audit_events"
     __table_args__ = (Index("ix_audit_events_event_at", "event", "at"),)

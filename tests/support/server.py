@@ -11,12 +11,12 @@ from pathlib import Path
 
 import httpx
 
-from op_proxy.security import hash_secret
+from op_proxy.security import hash_secret, secret_digest
 from tests.support.processes import terminate
 
 ROOT = Path(__file__).resolve().parents[2]
 
-DEMO_SECRET_HASH = hash_secret("demo-secret")
+DEMO_SECRET_HASH = secret_digest("demo-secret")  # as conf/dev.toml stores it: no argon2 per /token call
 DEMO_PASSWORD_HASH = hash_secret("demo")
 OTHER_PASSWORD_HASH = hash_secret("other-password")
 
