@@ -1,7 +1,7 @@
 """wrong client secrets are counted per client, for every process
 
 Revision ID: 0016
-Revises: 0010
+Revises: 0012
 Create Date: 2026-11-30
 
 Client secrets made by op-proxy are now stored as ``sha256$<hex>`` in ``clients.secret_hash`` (the
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0016'
-down_revision = '0010'
+down_revision = '0012'
 branch_labels = None
 depends_on = None
 
