@@ -15,8 +15,12 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import re
 import secrets
+import shutil
+import stat
+import tempfile
 import time
 from dataclasses import dataclass
 from html import unescape
@@ -34,6 +38,8 @@ from tests.support.php import (
     php_extension_loaded,
     redis_answers,
     redis_sessions,
+    running_as_root,
+    throwaway_os_user,
 )
 from tests.support.server import ROOT, default_clients, free_port
 
@@ -390,3 +396,82 @@ def test_signing_out_of_the_php_session_app_destroys_its_session(session_app):
     to_op_proxy = person.http.get(app.base + guard.headers["location"]).headers["location"]
     assert to_op_proxy == app.op_proxy.issuer + "/sso-authen/public/login.php"
     assert person.visit(to_op_proxy).has_password_form()
+
+
+# --- PHP as the web server's own user (PHP-FPM as www-data), op-proxy as another -------------------
+
+@pytest.fixture
+def web_server_user():
+    """The OS user PHP runs as in production (Debian: www-data): not op-proxy's user."""
+    if not running_as_root():
+        skip_or_fail("running PHP as another OS user needs root, setpriv and useradd")
+    with throwaway_os_user() as user:
+        yield user
+
+
+@pytest.fixture
+def shared_save_path():
+    """A session.save_path outside pytest's private tmp directory, which another user cannot enter."""
+    directory = tempfile.mkdtemp(prefix="php-sessions-")
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def session_app_run_by(user, make_server, tmp_path, save_path: str, **file_settings) -> SessionApp:
+    port = free_port()
+    app = f"http://127.0.0.1:{port}"
+    ini = files_sessions(save_path)
+    op_proxy = make_server(clients=default_clients() + [{
+        "client_id": "php-session", "name": "แอป PHP (session)", "mode": "php_session", "legacy_default": True,
+        "redirect_uris": [app + "/protected_page.php"], "post_logout_redirect_uris": [app + "/"],
+        "php_session": {"save_handler": "files", "save_path": save_path, **file_settings},
+    }])
+    php = PhpServer(EXAMPLES / "php-session", port, env={"SSO_BASE": op_proxy.issuer}, ini=ini, user=user,
+                    router=str(EXAMPLES / "php-session" / "router.php"), log_dir=tmp_path).start()
+    return SessionApp(app, php, op_proxy)
+
+
+def sign_in_and_sign_out_of(app: SessionApp, save_path: str) -> os.stat_result:
+    person = Person(app.op_proxy.issuer)
+    page = browse(person, app.base + "/protected_page.php")
+    assert page.html == WELCOME, app.php.log()
+    assert "Failed to read session data" not in app.php.log()
+    written = os.stat(os.path.join(save_path, "sess_" + php_session_cookie(person)))
+
+    back = browse(person, link(browse(person, app.base + "/"), "ออกจากระบบ"))
+    assert back.url == app.base + "/"
+    guard = person.http.get(app.base + "/protected_page.php")
+    assert guard.status_code == 302 and guard.headers["location"] == "/sso-authen/public/login.php"
+    return written
+
+
+def test_php_running_as_the_web_servers_user_reads_the_session_op_proxy_wrote(web_server_user, shared_save_path,
+                                                                              make_server, tmp_path):
+    # The usual layout: the save directory belongs to PHP's group, and op-proxy's user is a member
+    # (here op-proxy runs as root, PHP as www-data's stand-in). The guide asks for nothing more.
+    os.chown(shared_save_path, 0, web_server_user.gid)
+    os.chmod(shared_save_path, 0o770)
+    app = session_app_run_by(web_server_user, make_server, tmp_path, shared_save_path)
+    try:
+        written = sign_in_and_sign_out_of(app, shared_save_path)
+    finally:
+        app.php.stop()
+
+    assert written.st_gid == web_server_user.gid
+    assert stat.S_IMODE(written.st_mode) == 0o660  # PHP's group reads and writes; nobody else reads
+
+
+def test_an_admin_names_php_s_group_for_debian_s_shared_session_directory(web_server_user, shared_save_path,
+                                                                          make_server, tmp_path):
+    # Debian's /var/lib/php/sessions: root's, mode 1733 (anyone may create, nobody may list).
+    # The session files must be in PHP's group, which the directory does not say: the admin names it.
+    os.chown(shared_save_path, 0, 0)
+    os.chmod(shared_save_path, 0o1733)
+    app = session_app_run_by(web_server_user, make_server, tmp_path, shared_save_path,
+                             file_group=web_server_user.name, file_mode="0660")
+    try:
+        written = sign_in_and_sign_out_of(app, shared_save_path)
+    finally:
+        app.php.stop()
+
+    assert written.st_gid == web_server_user.gid and stat.S_IMODE(written.st_mode) == 0o660

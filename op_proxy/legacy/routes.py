@@ -4,6 +4,8 @@ person back to a legacy app: ``?token=`` or a PHP session."""
 
 from __future__ import annotations
 
+import logging
+
 from quart import Blueprint, redirect, request
 from sqlalchemy import select
 
@@ -23,6 +25,7 @@ from op_proxy.storage.models import Client, PendingLogin, SsoSession
 from op_proxy.web import NO_STORE, client_ip, render_page, set_cookie, url_with, use_locale
 
 blueprint = Blueprint("legacy", __name__)
+logger = logging.getLogger(__name__)
 LEGACY_MODES = ("query_token", "php_session")
 
 
@@ -107,8 +110,15 @@ async def hand_back_php_session(svc, client, sso, profile: dict, app_user: dict,
     settings = client.php_session
     user = await find_or_create_user(svc.db, sso.sub, profile)
     session_id = new_session_id()
-    await PhpSessionStore(settings).write(session_id, {
-        "user_is_logged_in": True, "user_info": {**user_info(user), **app_user}})
+    try:
+        await PhpSessionStore(settings).write(session_id, {
+            "user_is_logged_in": True, "user_info": {**user_info(user), **app_user}})
+    except OSError as exc:  # the save path or its group, as the administrator set them
+        logger.error("php_session of %s: cannot write a session in %s: %s", client.client_id,
+                     settings.get("save_path"), exc.strerror)
+        raise PageError(_("The application could not sign you in"),
+                        _("op-proxy is not configured for this application. Contact the administrator."),
+                        500, detail="php_session_unwritable") from None
     await audit.record(svc.db, "legacy_session_created", client_id=client.client_id, sub=sso.sub,
                        upstream=sso.upstream, ip=client_ip(), role=user.role)
     response = redirect(params["redirect_uri"], 303)
