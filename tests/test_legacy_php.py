@@ -33,6 +33,8 @@ from tests.support.databases import in_ci
 from tests.support.person import Arrival, Page, Person
 from tests.support.php import (
     PhpServer,
+    clock_off_by,
+    faketime_library,
     files_sessions,
     php_available,
     php_extension_loaded,
@@ -135,11 +137,11 @@ class QueryTokenApp:
         return httpx.get(self.base + "/sso_callback.php" + query, timeout=15)
 
 
-def start_query_token_app(tmp_path, sso_base: str, key: str, port: int) -> PhpServer:
+def start_query_token_app(tmp_path, sso_base: str, key: str, port: int, env: dict | None = None) -> PhpServer:
     sessions = tmp_path / "php-sessions"
     sessions.mkdir(exist_ok=True)
     return PhpServer(EXAMPLES / "php-query-token", port, log_dir=tmp_path, ini=files_sessions(sessions), env={
-        "SSO_BASE": sso_base, "JWT_SHARED_SECRET_KEY": key, "CLIENT_ID": "php-query-token"}).start()
+        "SSO_BASE": sso_base, "JWT_SHARED_SECRET_KEY": key, "CLIENT_ID": "php-query-token", **(env or {})}).start()
 
 
 @pytest.fixture
@@ -151,7 +153,7 @@ def callback_app(tmp_path):
     php.stop()
 
 
-def query_token_app_with(make_server, tmp_path, key_kind: str) -> QueryTokenApp:
+def query_token_app_with(make_server, tmp_path, key_kind: str, php_env: dict | None = None) -> QueryTokenApp:
     port, key, other_key = free_port(), secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     app = f"http://127.0.0.1:{port}"
     client = {"client_id": "php-query-token", "name": "แอป PHP", "mode": "query_token",
@@ -165,7 +167,7 @@ def query_token_app_with(make_server, tmp_path, key_kind: str) -> QueryTokenApp:
         env = {"JWT_SECRET_KEY": key}
     op_proxy = make_server(clients=default_clients() + [client], env=env,
                            extra='[legacy]\nglobal_key_env = "JWT_SECRET_KEY"\n')
-    php = start_query_token_app(tmp_path, op_proxy.issuer, key, port)
+    php = start_query_token_app(tmp_path, op_proxy.issuer, key, port, php_env)
     return QueryTokenApp(app, key, php, op_proxy)
 
 
@@ -299,6 +301,26 @@ def test_op_proxy_refuses_to_send_a_signed_out_person_to_an_unregistered_address
 
     assert isinstance(result, Page), f"op-proxy sent the person to {result.url}"
     assert result.status == 400
+
+
+def test_an_app_whose_clock_is_a_little_behind_accepts_a_token_op_proxy_just_made(make_server, tmp_path):
+    # The app checks tokens as firebase/php-jwt does out of the box (no leeway), on a server whose
+    # clock is 5 seconds behind op-proxy's: a token made "now" is not valid yet by that clock.
+    if not faketime_library():
+        skip_or_fail("libfaketime is not installed (Debian: apt-get install faketime)")
+    app = query_token_app_with(make_server, tmp_path, "per-client key", {"JWT_LEEWAY": "0", **clock_off_by(-5)})
+    try:
+        person = Person(app.op_proxy.issuer)
+        arrival = person.sign_in(link(browse(person, app.base + "/"), "เข้าสู่ระบบ"))
+        home = browse(person, arrival.url)
+    finally:
+        app.php.stop()
+
+    assert home.url == app.base + "/index.php", home.html
+    assert WELCOME in home.html
+    claims = claims_of(arrival.params["token"])
+    assert claims["nbf"] == claims["iat"] - 60  # RFC 7519 §4.1.5: a minute of leeway, no more
+    assert claims["exp"] - claims["iat"] == 3600
 
 
 # --- the callback's own checks (PHP alone) --------------------------------------------------------
