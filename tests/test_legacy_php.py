@@ -192,11 +192,12 @@ class SessionApp:
     op_proxy: object
 
 
-@pytest.fixture(params=["files", "redis"])
-def session_app(request, make_server, tmp_path):
+def start_session_app(kind: str, make_server, tmp_path, neighbours=lambda app: [], env=None) -> SessionApp:
+    """The PHP-session app, its sessions in files or Redis; ``neighbours(app_base)``: legacy
+    clients registered before it (other old apps of the same organisation)."""
     port = free_port()
     app = f"http://127.0.0.1:{port}"
-    if request.param == "redis":
+    if kind == "redis":
         if not php_extension_loaded("redis"):
             skip_or_fail("PHP's redis extension is not loadable (Debian: apt-get install php-redis)")
         if not redis_answers():
@@ -206,16 +207,49 @@ def session_app(request, make_server, tmp_path):
         sessions = tmp_path / "php-sessions"
         sessions.mkdir()
         ini = files_sessions(sessions)
-    op_proxy = make_server(clients=default_clients() + [{
+    op_proxy = make_server(clients=default_clients() + neighbours(app) + [{
         "client_id": "php-session", "name": "แอป PHP (session)", "mode": "php_session", "legacy_default": True,
         "redirect_uris": [app + "/protected_page.php"], "post_logout_redirect_uris": [app + "/"],
         "php_session": {**{k.removeprefix("session."): v for k, v in ini.items()},
                         "cookie_name": "PHPSESSID", "cookie_path": "/"},
-    }])
+    }], env=env)
     php = PhpServer(EXAMPLES / "php-session", port, env={"SSO_BASE": op_proxy.issuer}, ini=ini,
                     router=str(EXAMPLES / "php-session" / "router.php"), log_dir=tmp_path).start()
-    yield SessionApp(app, php, op_proxy)
-    php.stop()
+    return SessionApp(app, php, op_proxy)
+
+
+@pytest.fixture(params=["files", "redis"])
+def session_app(request, make_server, tmp_path):
+    app = start_session_app(request.param, make_server, tmp_path)
+    yield app
+    app.php.stop()
+
+
+def intranet_query_token_app(post_logout_uri: str) -> dict:
+    """Another old app, in query-token mode, registered before the PHP-session app."""
+    return {"client_id": "intranet", "name": "อินทราเน็ต", "mode": "query_token", "legacy_key_env": "INTRANET_KEY",
+            "redirect_uris": ["http://127.0.0.1:5990/sso_callback.php"],
+            "post_logout_redirect_uris": [post_logout_uri]}
+
+
+@pytest.fixture(params=["files", "redis"])
+def session_app_sharing_its_address(request, make_server, tmp_path):
+    """Both old apps return people to the PHP-session app's home page after signing out."""
+    app = start_session_app(request.param, make_server, tmp_path,
+                            neighbours=lambda base: [intranet_query_token_app(base + "/")],
+                            env={"INTRANET_KEY": secrets.token_urlsafe(32)})
+    yield app
+    app.php.stop()
+
+
+@pytest.fixture
+def session_app_beside_another(make_server, tmp_path):
+    """The intranet app returns people to its own home page, not the PHP-session app's."""
+    app = start_session_app("files", make_server, tmp_path,
+                            neighbours=lambda base: [intranet_query_token_app("http://127.0.0.1:5990/")],
+                            env={"INTRANET_KEY": secrets.token_urlsafe(32)})
+    yield app
+    app.php.stop()
 
 
 # --- the query-token app -----------------------------------------------------------------------------
@@ -497,3 +531,87 @@ def test_an_admin_names_php_s_group_for_debian_s_shared_session_directory(web_se
         app.php.stop()
 
     assert written.st_gid == web_server_user.gid and stat.S_IMODE(written.st_mode) == 0o660
+
+
+# --- signing out of the old apps -------------------------------------------------------------------
+
+def signed_in_to(app: SessionApp) -> Person:
+    person = Person(app.op_proxy.issuer)
+    assert browse(person, app.base + "/protected_page.php").html == WELCOME
+    return person
+
+
+def still_signed_in(person: Person, app: SessionApp) -> bool:
+    """In the PHP app, and at op-proxy (another app of its asks for no password: prompt=none)."""
+    silently = person.visit(app.op_proxy.issuer + "/authorize?" + urlencode({
+        "client_id": "demo", "redirect_uri": "http://127.0.0.1:5000/callback", "response_type": "code",
+        "scope": "openid", "state": "still-there", "prompt": "none"}))
+    return (person.http.get(app.base + "/protected_page.php").text == WELCOME
+            and isinstance(silently, Arrival) and "code" in silently.params)
+
+
+def signed_out_everywhere(person: Person, app: SessionApp, session_id: str) -> bool:
+    guard = person.http.get(app.base + "/protected_page.php")
+    replayed = httpx.get(app.base + "/protected_page.php", cookies={"PHPSESSID": session_id}, timeout=15)
+    asks_password = person.visit(app.op_proxy.issuer + "/sso-authen/public/login.php").has_password_form()
+    return guard.status_code == 302 and replayed.status_code == 302 and asks_password
+
+
+def test_signing_out_ends_the_php_session_even_when_another_old_app_shares_the_return_address(
+        session_app_sharing_its_address):
+    app = session_app_sharing_its_address
+    person = signed_in_to(app)
+    session_id = php_session_cookie(person)
+
+    # The app's own link names no client, only the address, which the intranet app registered too.
+    back = browse(person, link(browse(person, app.base + "/"), "ออกจากระบบ"))
+
+    assert back.url == app.base + "/" and back.status == 200
+    assert signed_out_everywhere(person, app, session_id)
+
+
+def test_an_app_that_names_itself_returns_people_only_to_its_own_addresses(session_app_beside_another):
+    app = session_app_beside_another
+    person = signed_in_to(app)
+    session_id = php_session_cookie(person)
+    logout = app.op_proxy.issuer + "/sso-authen/public/logout.php?"
+
+    # RP-Initiated Logout §3: the intranet's address is not the PHP-session app's to ask for.
+    refused = person.visit(logout + urlencode({"client_id": "php-session",
+                                               "post_logout_redirect_uri": "http://127.0.0.1:5990/"}))
+    assert isinstance(refused, Page), f"op-proxy sent the person to {refused.url}"
+    assert refused.status == 400
+    assert still_signed_in(person, app)  # a refused request changes nothing
+
+    back = person.visit(logout + urlencode({"client_id": "php-session", "post_logout_redirect_uri": app.base + "/"}))
+    assert isinstance(back, Arrival) and back.url == app.base + "/"
+    assert signed_out_everywhere(person, app, session_id)
+
+
+def test_a_sign_out_link_on_another_site_asks_the_person_first(session_app):
+    app = session_app
+    person = signed_in_to(app)
+    session_id = php_session_cookie(person)
+    planted = app.op_proxy.issuer + "/sso-authen/public/logout.php"  # say, an <img> on a forum page
+
+    asked = person.visit(planted)
+    assert isinstance(asked, Page) and asked.status == 200
+    assert still_signed_in(person, app)
+    forged = person.visit(planted, method="POST", data={"csrf": "guessed"})  # a form on the forum, posted
+    assert isinstance(forged, Page) and 'name="csrf"' in forged.html
+    assert still_signed_in(person, app)
+
+    done = person.submit(asked)  # the person meant it: "Sign out"
+    assert isinstance(done, Page) and done.status == 200 and not done.forms()
+    assert signed_out_everywhere(person, app, session_id)
+
+
+def test_an_app_that_names_itself_without_an_address_signs_the_person_out_at_once(session_app):
+    app = session_app
+    person = signed_in_to(app)
+    session_id = php_session_cookie(person)
+
+    done = person.visit(app.op_proxy.issuer + "/public/logout.php?client_id=php-session")
+
+    assert isinstance(done, Page) and done.status == 200 and not done.forms()
+    assert signed_out_everywhere(person, app, session_id)

@@ -168,6 +168,13 @@ class PhpSessionStore:
                                exc.strerror)
 
 
+def store_errors() -> tuple[type[BaseException], ...]:
+    """What a session store may raise when its disk or server fails."""
+    from redis.exceptions import RedisError
+
+    return (OSError, RedisError)
+
+
 def _redis(url: str):
     import redis.asyncio
 
