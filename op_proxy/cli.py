@@ -103,10 +103,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     users = commands.add_parser("users", help="the users table of the PHP session mode").add_subparsers(
         title="users commands")
-    users.add_parser("list", help="people and their roles").set_defaults(run=users_list)
-    set_role = users.add_parser("set-role", help="change a person's role (what $_SESSION['user_info'] says)")
+    users.add_parser("list", help="people, their default role and their role in each app").set_defaults(
+        run=users_list)
+    set_role = users.add_parser("set-role", help="change a person's role in one PHP-session app (what its "
+                                                 "$_SESSION['user_info'] says)")
     set_role.add_argument("user", help="the users.id, or an e-mail address")
-    set_role.add_argument("role")
+    set_role.add_argument("role", help="one of [legacy] roles (by default subscriber, editor, admin)")
+    which = set_role.add_mutually_exclusive_group(required=True)
+    which.add_argument("--client", metavar="APP", help="the php_session app (its client_id) the role is for")
+    which.add_argument("--default", action="store_true",
+                       help="the person's default: their role in every app that has none of its own for them")
     set_role.set_defaults(run=users_set_role)
 
     keys = commands.add_parser("keys", help="signing keys").add_subparsers(title="keys commands")
@@ -370,38 +376,30 @@ def admins_unlock(settings, args):
 def users_list(settings, args):
     from sqlalchemy import select
 
+    from op_proxy.legacy.users import roles_by_user
     from op_proxy.storage.models import User
 
     async def fetch(db):
         async with db.session() as session:
-            return list((await session.scalars(select(User).order_by(User.id))).all())
+            users = list((await session.scalars(select(User).order_by(User.id))).all())
+        return users, await roles_by_user(db)
 
-    for user in run(with_db(settings, fetch)):
-        print(f"{user.id}\t{user.role}\t{user.email or '-'}\t{user.name}")
+    users, app_roles = run(with_db(settings, fetch))
+    for user in users:
+        own = " ".join(f"{client_id}={role}" for client_id, role in app_roles.get(user.id, {}).items())
+        print(f"{user.id}\t{user.role}\t{user.email or '-'}\t{user.name}" + (f"\t{own}" if own else ""))
 
 
 def users_set_role(settings, args):
-    from sqlalchemy import select
+    from op_proxy.legacy.users import RoleRefused, set_role
 
-    from op_proxy.storage.models import User
-
-    if not args.role.strip() or len(args.role) > 50:
-        raise CommandError("a role is 1 to 50 characters")
-
-    async def change(db):
-        async with db.transaction() as session:
-            where = User.id == int(args.user) if args.user.isdigit() else User.email == args.user
-            found = list((await session.scalars(select(User).where(where))).all())
-            if len(found) == 1:
-                found[0].role = args.role
-            return found
-
-    found = run(with_db(settings, change))
-    if not found:
-        raise CommandError(f"no user {args.user}")
-    if len(found) > 1:
-        raise CommandError(f"{len(found)} users have that e-mail address; use the id (op-proxy users list)")
-    print(f"{found[0].name}: role {args.role} (from their next sign-in)")
+    try:
+        user = run(with_db(settings, lambda db: set_role(db, args.user, args.role, client_id=args.client,
+                                                         accepted=settings.legacy.roles)))
+    except RoleRefused as exc:
+        raise CommandError(str(exc)) from None
+    where = f"in {args.client}" if args.client else "in every app without a role of its own for them"
+    print(f"{user.name}: role {args.role} {where} (from their next sign-in)")
 
 
 # -- keys ----------------------------------------------------------------------------------------

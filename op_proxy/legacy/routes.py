@@ -108,11 +108,11 @@ async def hand_back_token(svc, client, sso, profile: dict, app_user: dict, param
 
 async def hand_back_php_session(svc, client, sso, profile: dict, app_user: dict, params: dict):
     settings = client.php_session
-    user = await find_or_create_user(svc.db, sso.sub, profile)
+    user, role = await find_or_create_user(svc.db, sso.sub, profile, client.client_id)
     session_id = new_session_id()
     try:
         await PhpSessionStore(settings).write(session_id, {
-            "user_is_logged_in": True, "user_info": {**user_info(user), **app_user}})
+            "user_is_logged_in": True, "user_info": {**user_info(user, role), **app_user}})
     except OSError as exc:  # the save path or its group, as the administrator set them
         logger.error("php_session of %s: cannot write a session in %s: %s", client.client_id,
                      settings.get("save_path"), exc.strerror)
@@ -120,7 +120,7 @@ async def hand_back_php_session(svc, client, sso, profile: dict, app_user: dict,
                         _("op-proxy is not configured for this application. Contact the administrator."),
                         500, detail="php_session_unwritable") from None
     await audit.record(svc.db, "legacy_session_created", client_id=client.client_id, sub=sso.sub,
-                       upstream=sso.upstream, ip=client_ip(), role=user.role)
+                       upstream=sso.upstream, ip=client_ip(), role=role)
     response = redirect(params["redirect_uri"], 303)
     response.headers.update(NO_STORE)
     response.set_cookie(settings.get("cookie_name", "PHPSESSID"), session_id, path=settings.get("cookie_path", "/"),
