@@ -212,6 +212,10 @@ def clients_add(settings, args):
     for upstream in fields["allowed_upstreams"]:
         if upstream not in settings.upstreams:
             raise CommandError(f"unknown upstream {upstream!r}")
+    if args.legacy_use_global_key and args.mode != "query_token":
+        raise CommandError("--global-legacy-key is for --mode query_token")
+    if args.legacy_use_global_key and not settings.legacy.global_key:
+        raise CommandError("--global-legacy-key: op-proxy has no global key; set [legacy] global_key_env first")
     try:
         client, secret = run(with_db(settings, lambda db: create_client(db, fields, keyring_for(settings).data_key())))
     except ClientValidationError as exc:
@@ -219,13 +223,27 @@ def clients_add(settings, args):
     except ClientExists:
         raise CommandError(f"client {args.client_id} already exists") from None
     print(f"client {client.client_id} registered")
-    if secret and client.mode == "query_token":
+    if client.mode == "query_token" and client.legacy_use_global_key:
+        print("?token= is signed with the old gateway's global key ([legacy]): the app keeps the key it has")
+    elif secret and client.mode == "query_token":
         print(f"HS256 key for ?token= (shown once, store it in the app now): {secret}")
     elif secret:
         print(f"client secret (shown once, store it now): {secret}")
 
 
-def describe_client(client) -> dict:
+def legacy_key_in_use(client, settings) -> str | None:
+    """Which HS256 key signs a query_token client's ?token=: its own, or the old gateway's global one."""
+    if client.mode != "query_token":
+        return None
+    if client.legacy_use_global_key:
+        configured = "" if settings.legacy.global_key else " (NOT CONFIGURED: every sign-in fails)"
+        return "the old gateway's global key ([legacy] global_key_env)" + configured
+    return "its own HS256 key (op-proxy clients rotate-legacy-key replaces it)"
+
+
+def describe_client(client, settings) -> dict:
+    legacy = {} if client.mode != "query_token" else {
+        "legacy_key": legacy_key_in_use(client, settings), "legacy_token_lifetime": client.legacy_token_lifetime}
     return {
         "client_id": client.client_id, "name": client.name, "enabled": client.enabled, "source": client.source,
         "token_endpoint_auth_method": client.token_endpoint_auth_method,
@@ -236,6 +254,7 @@ def describe_client(client) -> dict:
         "subject_type": client.subject_type, "mode": client.mode,
         **{name: getattr(client, name) or "(the server's)" for name in
            ("access_token_lifetime", "id_token_lifetime", "refresh_token_lifetime")},
+        **legacy,
         "created_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(client.created_at)),
     }
 
@@ -258,7 +277,7 @@ def clients_show(settings, args):
     client = run(with_db(settings, fetch))
     if client is None:
         raise CommandError(f"no client {args.client_id}")
-    print(json.dumps(describe_client(client), indent=2, ensure_ascii=False))
+    print(json.dumps(describe_client(client, settings), indent=2, ensure_ascii=False))
 
 
 def clients_rotate_secret(settings, args):

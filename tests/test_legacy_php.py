@@ -20,6 +20,8 @@ import re
 import secrets
 import shutil
 import stat
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -355,6 +357,39 @@ def test_an_app_whose_clock_is_a_little_behind_accepts_a_token_op_proxy_just_mad
     claims = claims_of(arrival.params["token"])
     assert claims["nbf"] == claims["iat"] - 60  # RFC 7519 §4.1.5: a minute of leeway, no more
     assert claims["exp"] - claims["iat"] == 3600
+
+
+def test_an_app_moved_unchanged_with_the_old_global_key_is_told_no_new_key(make_server, tmp_path):
+    # The admin registers the old app from the command line, keeping the key it already holds.
+    port, old_key = free_port(), secrets.token_urlsafe(32)
+    app = f"http://127.0.0.1:{port}"
+    op_proxy = make_server(env={"JWT_SECRET_KEY": old_key}, extra='[legacy]\nglobal_key_env = "JWT_SECRET_KEY"\n')
+
+    def op_proxy_command(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "op_proxy.cli", "--config", str(op_proxy.config_path), *args],
+                              cwd=ROOT, capture_output=True, text=True, env={**os.environ, "JWT_SECRET_KEY": old_key})
+
+    added = op_proxy_command("clients", "add", "php-query-token", "--mode", "query_token", "--global-legacy-key",
+                             "--redirect-uri", app + "/sso_callback.php", "--post-logout-redirect-uri", app + "/")
+    assert added.returncode == 0, added.stderr
+    assert "key" in added.stdout and "global" in added.stdout
+    assert not re.search(r"[A-Za-z0-9_-]{32,}", added.stdout), added.stdout  # no key nobody would use
+    shown = json.loads(op_proxy_command("clients", "show", "php-query-token").stdout)
+    assert shown["legacy_key"] == "the old gateway's global key ([legacy] global_key_env)"
+    assert shown["token_endpoint_auth_method"] == "none"  # it never calls /token: no client secret either
+
+    php = start_query_token_app(tmp_path, op_proxy.issuer, old_key, port)
+    try:
+        person = Person(op_proxy.issuer)
+        home = browse(person, person.sign_in(link(browse(person, app + "/"), "เข้าสู่ระบบ")).url)
+    finally:
+        php.stop()
+    assert WELCOME in home.html  # signed with the key the app already had
+
+    own = op_proxy_command("clients", "add", "new-app", "--mode", "query_token", "--redirect-uri",
+                           "http://127.0.0.1:5991/sso_callback.php")
+    assert "HS256 key for ?token= (shown once" in own.stdout
+    assert json.loads(op_proxy_command("clients", "show", "new-app").stdout)["legacy_key"].startswith("its own")
 
 
 # --- the callback's own checks (PHP alone) --------------------------------------------------------
