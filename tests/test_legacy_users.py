@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from tests.support.person import Person
-from tests.support.server import ROOT, default_clients
+from tests.support.server import ROOT, default_clients, free_port, write_config
 
 
 def session_client(save_path, client_id: str = "php-session", port: int = 8082, default: bool = True) -> dict:
@@ -137,3 +137,16 @@ def test_a_deployment_lists_the_roles_its_apps_use(make_server, tmp_path):
     assert op_proxy_command(server, "users", "set-role", "1", "librarian", "--client", "php-session").returncode == 0
     assert op_proxy_command(server, "users", "set-role", "1", "editor", "--client", "php-session").returncode == 1
     assert role_in(server, "php-session", tmp_path) == "librarian"
+
+
+def test_a_php_session_group_the_machine_does_not_have_stops_op_proxy_with_the_key_to_fix(tmp_path, database_url):
+    client = session_client(tmp_path)
+    client["php_session"].update(file_group="no-such-php-group", file_mode="0660")
+    config = write_config(tmp_path, port=free_port(), database_url=database_url,
+                          clients=default_clients() + [client])
+
+    refused = subprocess.run([sys.executable, "-m", "op_proxy.cli", "--config", str(config), "db", "upgrade"],
+                             cwd=ROOT, capture_output=True, text=True)
+
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "php_session: file_group: there is no group 'no-such-php-group' on this machine" in refused.stderr
