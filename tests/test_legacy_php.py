@@ -31,6 +31,7 @@ from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 import httpx
 import pytest
 
+from tests.support.admin import post_form, signed_in_admin
 from tests.support.databases import in_ci
 from tests.support.person import Arrival, Page, Person
 from tests.support.php import (
@@ -650,3 +651,39 @@ def test_an_app_that_names_itself_without_an_address_signs_the_person_out_at_onc
 
     assert isinstance(done, Page) and done.status == 200 and not done.forms()
     assert signed_out_everywhere(person, app, session_id)
+
+
+def test_an_admin_registers_the_php_app_in_the_panel_naming_php_s_group(web_server_user, shared_save_path,
+                                                                        make_server, tmp_path):
+    os.chown(shared_save_path, 0, 0)  # Debian's layout again: the directory does not name PHP's group
+    os.chmod(shared_save_path, 0o1733)
+    port = free_port()
+    app = f"http://127.0.0.1:{port}"
+    op_proxy = make_server()
+    admin = signed_in_admin(op_proxy)
+    form = {"client_id": "php-panel", "name": "แอป PHP", "mode": "php_session", "subject_type": "public",
+            "token_endpoint_auth_method": "none", "allowed_scopes": ["openid", "profile", "email"],
+            "legacy_token_lifetime": "3600", "redirect_uris": app + "/protected_page.php",
+            "post_logout_redirect_uris": app + "/", "php_save_handler": "files", "php_save_path": shared_save_path,
+            "php_file_mode": "0660"}
+
+    typo = post_form(admin, op_proxy.url("/admin/clients/new"), "/admin/clients/new",
+                     **form, php_file_group=web_server_user.name + "x")
+    assert typo.status_code == 400 and "file_group" in typo.text  # refused when saved, not at sign-in
+    saved = post_form(admin, op_proxy.url("/admin/clients/new"), "/admin/clients/new",
+                      **form, php_file_group=web_server_user.name)
+    assert saved.status_code == 303, saved.text
+    edit_form = admin.http.get(op_proxy.url("/admin/clients/php-panel")).text
+    assert f'value="{web_server_user.name}"' in edit_form and 'value="0660"' in edit_form
+
+    php = PhpServer(EXAMPLES / "php-session", port, env={"SSO_BASE": op_proxy.issuer}, ini=files_sessions(
+        shared_save_path), user=web_server_user, router=str(EXAMPLES / "php-session" / "router.php"),
+        log_dir=tmp_path).start()
+    try:
+        person = Person(op_proxy.issuer)
+        arrival = person.sign_in(op_proxy.url("/public/login.php?client_id=php-panel"))
+        assert arrival.url == app + "/protected_page.php"
+        page = browse(person, arrival.url)
+    finally:
+        php.stop()
+    assert page.html == WELCOME, php.log()
