@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.support.person import Person
+from tests.support.person import Page, Person
 from tests.support.server import ROOT, default_clients, free_port, write_config
 
 
@@ -150,3 +150,17 @@ def test_a_php_session_group_the_machine_does_not_have_stops_op_proxy_with_the_k
 
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert "php_session: file_group: there is no group 'no-such-php-group' on this machine" in refused.stderr
+
+
+def test_a_session_directory_removed_since_start_gives_a_page_that_says_whom_to_ask(make_server, tmp_path):
+    sessions = tmp_path / "php-sessions"
+    sessions.mkdir()
+    server = make_server(clients=default_clients() + [session_client(sessions)])
+    sessions.rmdir()  # a disk unmounted, a directory cleaned up by someone else
+
+    page = Person(server.issuer).sign_in(server.url("/public/login.php?client_id=php-session"))
+
+    assert isinstance(page, Page), f"sent to {page.url}"
+    assert page.status == 500 and "op-proxy ยังไม่ได้ตั้งค่าสำหรับแอปพลิเคชันนี้ กรุณาติดต่อผู้ดูแลระบบ" in page.html
+    log = server.log()
+    assert "Traceback" not in log and "cannot write a session in" in log

@@ -113,9 +113,10 @@ async def hand_back_php_session(svc, client, sso, profile: dict, app_user: dict,
     try:
         await PhpSessionStore(settings).write(session_id, {
             "user_is_logged_in": True, "user_info": {**user_info(user, role), **app_user}})
-    except OSError as exc:  # the save path or its group, as the administrator set them
-        logger.error("php_session of %s: cannot write a session in %s: %s", client.client_id,
-                     settings.get("save_path"), exc.strerror)
+    except store_errors() as exc:  # the save path, its group or the Redis server, as the administrator set them
+        where = settings.get("save_path") if settings.get("save_handler", "files") == "files" else "Redis"
+        logger.error("php_session of %s: cannot write a session in %s: %s", client.client_id, where,
+                     getattr(exc, "strerror", None) or type(exc).__name__)
         raise PageError(_("The application could not sign you in"),
                         _("op-proxy is not configured for this application. Contact the administrator."),
                         500, detail="php_session_unwritable") from None
