@@ -28,7 +28,8 @@ from op_proxy.services import services
 from op_proxy.storage.models import Client
 from op_proxy.web import render_page
 
-PHP_SESSION_KEYS = ("save_handler", "save_path", "cookie_name", "cookie_domain", "cookie_path")
+PHP_SESSION_KEYS = ("save_handler", "save_path", "file_mode", "file_group", "cookie_name", "cookie_domain",
+                    "cookie_path")
 LIFETIME_LABELS = {
     "access_token_lifetime": N_("Access token lifetime"),
     "id_token_lifetime": N_("ID token lifetime"),
@@ -105,7 +106,8 @@ def form_data(client: Client | None, values) -> dict:
     data["post_logout_redirect_uris"] = "\n".join(client.post_logout_redirect_uris)
     data["jwks"] = json.dumps(client.jwks, indent=1) if client.jwks else ""
     for key in PHP_SESSION_KEYS:
-        data[f"php_{key}"] = (client.php_session or {}).get(key, "")
+        value = (client.php_session or {}).get(key, "")
+        data[f"php_{key}"] = f"0{value:o}" if key == "file_mode" and isinstance(value, int) else value
     return data
 
 

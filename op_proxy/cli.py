@@ -108,10 +108,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     users = commands.add_parser("users", help="the users table of the PHP session mode").add_subparsers(
         title="users commands")
-    users.add_parser("list", help="people and their roles").set_defaults(run=users_list)
-    set_role = users.add_parser("set-role", help="change a person's role (what $_SESSION['user_info'] says)")
+    users.add_parser("list", help="people, their default role and their role in each app").set_defaults(
+        run=users_list)
+    set_role = users.add_parser("set-role", help="change a person's role in one PHP-session app (what its "
+                                                 "$_SESSION['user_info'] says)")
     set_role.add_argument("user", help="the users.id, or an e-mail address")
-    set_role.add_argument("role")
+    set_role.add_argument("role", help="one of [legacy] roles (by default subscriber, editor, admin)")
+    which = set_role.add_mutually_exclusive_group(required=True)
+    which.add_argument("--client", metavar="APP", help="the php_session app (its client_id) the role is for")
+    which.add_argument("--default", action="store_true",
+                       help="the person's default: their role in every app that has none of its own for them")
     set_role.set_defaults(run=users_set_role)
 
     keys = commands.add_parser("keys", help="signing keys").add_subparsers(title="keys commands")
@@ -214,6 +220,10 @@ def clients_add(settings, args):
     for upstream in fields["allowed_upstreams"]:
         if upstream not in settings.upstreams:
             raise CommandError(f"unknown upstream {upstream!r}")
+    if args.legacy_use_global_key and args.mode != "query_token":
+        raise CommandError("--global-legacy-key is for --mode query_token")
+    if args.legacy_use_global_key and not settings.legacy.global_key:
+        raise CommandError("--global-legacy-key: op-proxy has no global key; set [legacy] global_key_env first")
     try:
         client, secret = run(with_db(settings, lambda db: create_client(db, fields, keyring_for(settings).data_key())))
     except ClientValidationError as exc:
@@ -221,13 +231,27 @@ def clients_add(settings, args):
     except ClientExists:
         raise CommandError(f"client {args.client_id} already exists") from None
     print(f"client {client.client_id} registered")
-    if secret and client.mode == "query_token":
+    if client.mode == "query_token" and client.legacy_use_global_key:
+        print("?token= is signed with the old gateway's global key ([legacy]): the app keeps the key it has")
+    elif secret and client.mode == "query_token":
         print(f"HS256 key for ?token= (shown once, store it in the app now): {secret}")
     elif secret:
         print(f"client secret (shown once, store it now): {secret}")
 
 
-def describe_client(client) -> dict:
+def legacy_key_in_use(client, settings) -> str | None:
+    """Which HS256 key signs a query_token client's ?token=: its own, or the old gateway's global one."""
+    if client.mode != "query_token":
+        return None
+    if client.legacy_use_global_key:
+        configured = "" if settings.legacy.global_key else " (NOT CONFIGURED: every sign-in fails)"
+        return "the old gateway's global key ([legacy] global_key_env)" + configured
+    return "its own HS256 key (op-proxy clients rotate-legacy-key replaces it)"
+
+
+def describe_client(client, settings) -> dict:
+    legacy = {} if client.mode != "query_token" else {
+        "legacy_key": legacy_key_in_use(client, settings), "legacy_token_lifetime": client.legacy_token_lifetime}
     return {
         "client_id": client.client_id, "name": client.name, "enabled": client.enabled, "source": client.source,
         "token_endpoint_auth_method": client.token_endpoint_auth_method,
@@ -238,6 +262,7 @@ def describe_client(client) -> dict:
         "subject_type": client.subject_type, "mode": client.mode,
         **{name: getattr(client, name) or "(the server's)" for name in
            ("access_token_lifetime", "id_token_lifetime", "refresh_token_lifetime")},
+        **legacy,
         "created_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(client.created_at)),
     }
 
@@ -260,7 +285,7 @@ def clients_show(settings, args):
     client = run(with_db(settings, fetch))
     if client is None:
         raise CommandError(f"no client {args.client_id}")
-    print(json.dumps(describe_client(client), indent=2, ensure_ascii=False))
+    print(json.dumps(describe_client(client, settings), indent=2, ensure_ascii=False))
 
 
 def clients_rotate_secret(settings, args):
@@ -398,38 +423,30 @@ def admins_unlock(settings, args):
 def users_list(settings, args):
     from sqlalchemy import select
 
+    from op_proxy.legacy.users import roles_by_user
     from op_proxy.storage.models import User
 
     async def fetch(db):
         async with db.session() as session:
-            return list((await session.scalars(select(User).order_by(User.id))).all())
+            users = list((await session.scalars(select(User).order_by(User.id))).all())
+        return users, await roles_by_user(db)
 
-    for user in run(with_db(settings, fetch)):
-        print(f"{user.id}\t{user.role}\t{user.email or '-'}\t{user.name}")
+    users, app_roles = run(with_db(settings, fetch))
+    for user in users:
+        own = " ".join(f"{client_id}={role}" for client_id, role in app_roles.get(user.id, {}).items())
+        print(f"{user.id}\t{user.role}\t{user.email or '-'}\t{user.name}" + (f"\t{own}" if own else ""))
 
 
 def users_set_role(settings, args):
-    from sqlalchemy import select
+    from op_proxy.legacy.users import RoleRefused, set_role
 
-    from op_proxy.storage.models import User
-
-    if not args.role.strip() or len(args.role) > 50:
-        raise CommandError("a role is 1 to 50 characters")
-
-    async def change(db):
-        async with db.transaction() as session:
-            where = User.id == int(args.user) if args.user.isdigit() else User.email == args.user
-            found = list((await session.scalars(select(User).where(where))).all())
-            if len(found) == 1:
-                found[0].role = args.role
-            return found
-
-    found = run(with_db(settings, change))
-    if not found:
-        raise CommandError(f"no user {args.user}")
-    if len(found) > 1:
-        raise CommandError(f"{len(found)} users have that e-mail address; use the id (op-proxy users list)")
-    print(f"{found[0].name}: role {args.role} (from their next sign-in)")
+    try:
+        user = run(with_db(settings, lambda db: set_role(db, args.user, args.role, client_id=args.client,
+                                                         accepted=settings.legacy.roles)))
+    except RoleRefused as exc:
+        raise CommandError(str(exc)) from None
+    where = f"in {args.client}" if args.client else "in every app without a role of its own for them"
+    print(f"{user.name}: role {args.role} {where} (from their next sign-in)")
 
 
 # -- keys ----------------------------------------------------------------------------------------

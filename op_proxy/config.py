@@ -139,6 +139,9 @@ class UpstreamSettings:
 class LegacySettings:
     # The old gateway's JWT_SECRET_KEY, for apps an admin switches to it (drop-in moves).
     global_key: str | None = None
+    # Roles ``op-proxy users set-role`` accepts: the old gateway's subscriber (every new person's)
+    # and admin, and editor between them.
+    roles: tuple[str, ...] = ("subscriber", "editor", "admin")
 
 
 @dataclass(frozen=True)
@@ -378,7 +381,15 @@ def parse_legacy(r: _Reader) -> LegacySettings:
         key = os.environ.get(variable)
         if not key:
             r.fail("global_key_env", f"environment variable {variable} is not set")
-    return LegacySettings(global_key=key)
+    from op_proxy.legacy.users import ROLE
+
+    roles = r.strings("roles") or LegacySettings.roles
+    for role in roles:
+        if not ROLE.fullmatch(role):
+            r.fail("roles", f"{role!r}: a role is 1 to 50 letters, digits and _ . : -")
+    if "subscriber" not in roles:
+        r.fail("roles", "must include subscriber, the role every new person gets")
+    return LegacySettings(global_key=key, roles=tuple(roles))
 
 
 def parse_server(r: _Reader) -> ServerSettings:

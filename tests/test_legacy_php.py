@@ -15,8 +15,14 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import re
 import secrets
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from html import unescape
@@ -25,15 +31,20 @@ from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 import httpx
 import pytest
 
+from tests.support.admin import post_form, signed_in_admin
 from tests.support.databases import in_ci
 from tests.support.person import Arrival, Page, Person
 from tests.support.php import (
     PhpServer,
+    clock_off_by,
+    faketime_library,
     files_sessions,
     php_available,
     php_extension_loaded,
     redis_answers,
     redis_sessions,
+    running_as_root,
+    throwaway_os_user,
 )
 from tests.support.server import ROOT, default_clients, free_port
 
@@ -129,11 +140,11 @@ class QueryTokenApp:
         return httpx.get(self.base + "/sso_callback.php" + query, timeout=15)
 
 
-def start_query_token_app(tmp_path, sso_base: str, key: str, port: int) -> PhpServer:
+def start_query_token_app(tmp_path, sso_base: str, key: str, port: int, env: dict | None = None) -> PhpServer:
     sessions = tmp_path / "php-sessions"
     sessions.mkdir(exist_ok=True)
     return PhpServer(EXAMPLES / "php-query-token", port, log_dir=tmp_path, ini=files_sessions(sessions), env={
-        "SSO_BASE": sso_base, "JWT_SHARED_SECRET_KEY": key, "CLIENT_ID": "php-query-token"}).start()
+        "SSO_BASE": sso_base, "JWT_SHARED_SECRET_KEY": key, "CLIENT_ID": "php-query-token", **(env or {})}).start()
 
 
 @pytest.fixture
@@ -145,7 +156,7 @@ def callback_app(tmp_path):
     php.stop()
 
 
-def query_token_app_with(make_server, tmp_path, key_kind: str) -> QueryTokenApp:
+def query_token_app_with(make_server, tmp_path, key_kind: str, php_env: dict | None = None) -> QueryTokenApp:
     port, key, other_key = free_port(), secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     app = f"http://127.0.0.1:{port}"
     client = {"client_id": "php-query-token", "name": "แอป PHP", "mode": "query_token",
@@ -159,7 +170,7 @@ def query_token_app_with(make_server, tmp_path, key_kind: str) -> QueryTokenApp:
         env = {"JWT_SECRET_KEY": key}
     op_proxy = make_server(clients=default_clients() + [client], env=env,
                            extra='[legacy]\nglobal_key_env = "JWT_SECRET_KEY"\n')
-    php = start_query_token_app(tmp_path, op_proxy.issuer, key, port)
+    php = start_query_token_app(tmp_path, op_proxy.issuer, key, port, php_env)
     return QueryTokenApp(app, key, php, op_proxy)
 
 
@@ -184,11 +195,12 @@ class SessionApp:
     op_proxy: object
 
 
-@pytest.fixture(params=["files", "redis"])
-def session_app(request, make_server, tmp_path):
+def start_session_app(kind: str, make_server, tmp_path, neighbours=lambda app: [], env=None) -> SessionApp:
+    """The PHP-session app, its sessions in files or Redis; ``neighbours(app_base)``: legacy
+    clients registered before it (other old apps of the same organisation)."""
     port = free_port()
     app = f"http://127.0.0.1:{port}"
-    if request.param == "redis":
+    if kind == "redis":
         if not php_extension_loaded("redis"):
             skip_or_fail("PHP's redis extension is not loadable (Debian: apt-get install php-redis)")
         if not redis_answers():
@@ -198,16 +210,49 @@ def session_app(request, make_server, tmp_path):
         sessions = tmp_path / "php-sessions"
         sessions.mkdir()
         ini = files_sessions(sessions)
-    op_proxy = make_server(clients=default_clients() + [{
+    op_proxy = make_server(clients=default_clients() + neighbours(app) + [{
         "client_id": "php-session", "name": "แอป PHP (session)", "mode": "php_session", "legacy_default": True,
         "redirect_uris": [app + "/protected_page.php"], "post_logout_redirect_uris": [app + "/"],
         "php_session": {**{k.removeprefix("session."): v for k, v in ini.items()},
                         "cookie_name": "PHPSESSID", "cookie_path": "/"},
-    }])
+    }], env=env)
     php = PhpServer(EXAMPLES / "php-session", port, env={"SSO_BASE": op_proxy.issuer}, ini=ini,
                     router=str(EXAMPLES / "php-session" / "router.php"), log_dir=tmp_path).start()
-    yield SessionApp(app, php, op_proxy)
-    php.stop()
+    return SessionApp(app, php, op_proxy)
+
+
+@pytest.fixture(params=["files", "redis"])
+def session_app(request, make_server, tmp_path):
+    app = start_session_app(request.param, make_server, tmp_path)
+    yield app
+    app.php.stop()
+
+
+def intranet_query_token_app(post_logout_uri: str) -> dict:
+    """Another old app, in query-token mode, registered before the PHP-session app."""
+    return {"client_id": "intranet", "name": "อินทราเน็ต", "mode": "query_token", "legacy_key_env": "INTRANET_KEY",
+            "redirect_uris": ["http://127.0.0.1:5990/sso_callback.php"],
+            "post_logout_redirect_uris": [post_logout_uri]}
+
+
+@pytest.fixture(params=["files", "redis"])
+def session_app_sharing_its_address(request, make_server, tmp_path):
+    """Both old apps return people to the PHP-session app's home page after signing out."""
+    app = start_session_app(request.param, make_server, tmp_path,
+                            neighbours=lambda base: [intranet_query_token_app(base + "/")],
+                            env={"INTRANET_KEY": secrets.token_urlsafe(32)})
+    yield app
+    app.php.stop()
+
+
+@pytest.fixture
+def session_app_beside_another(make_server, tmp_path):
+    """The intranet app returns people to its own home page, not the PHP-session app's."""
+    app = start_session_app("files", make_server, tmp_path,
+                            neighbours=lambda base: [intranet_query_token_app("http://127.0.0.1:5990/")],
+                            env={"INTRANET_KEY": secrets.token_urlsafe(32)})
+    yield app
+    app.php.stop()
 
 
 # --- the query-token app -----------------------------------------------------------------------------
@@ -293,6 +338,59 @@ def test_op_proxy_refuses_to_send_a_signed_out_person_to_an_unregistered_address
 
     assert isinstance(result, Page), f"op-proxy sent the person to {result.url}"
     assert result.status == 400
+
+
+def test_an_app_whose_clock_is_a_little_behind_accepts_a_token_op_proxy_just_made(make_server, tmp_path):
+    # The app checks tokens as firebase/php-jwt does out of the box (no leeway), on a server whose
+    # clock is 5 seconds behind op-proxy's: a token made "now" is not valid yet by that clock.
+    if not faketime_library():
+        skip_or_fail("libfaketime is not installed (Debian: apt-get install faketime)")
+    app = query_token_app_with(make_server, tmp_path, "per-client key", {"JWT_LEEWAY": "0", **clock_off_by(-5)})
+    try:
+        person = Person(app.op_proxy.issuer)
+        arrival = person.sign_in(link(browse(person, app.base + "/"), "เข้าสู่ระบบ"))
+        home = browse(person, arrival.url)
+    finally:
+        app.php.stop()
+
+    assert home.url == app.base + "/index.php", home.html
+    assert WELCOME in home.html
+    claims = claims_of(arrival.params["token"])
+    assert claims["nbf"] == claims["iat"] - 60  # RFC 7519 §4.1.5: a minute of leeway, no more
+    assert claims["exp"] - claims["iat"] == 3600
+
+
+def test_an_app_moved_unchanged_with_the_old_global_key_is_told_no_new_key(make_server, tmp_path):
+    # The admin registers the old app from the command line, keeping the key it already holds.
+    port, old_key = free_port(), secrets.token_urlsafe(32)
+    app = f"http://127.0.0.1:{port}"
+    op_proxy = make_server(env={"JWT_SECRET_KEY": old_key}, extra='[legacy]\nglobal_key_env = "JWT_SECRET_KEY"\n')
+
+    def op_proxy_command(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "op_proxy.cli", "--config", str(op_proxy.config_path), *args],
+                              cwd=ROOT, capture_output=True, text=True, env={**os.environ, "JWT_SECRET_KEY": old_key})
+
+    added = op_proxy_command("clients", "add", "php-query-token", "--mode", "query_token", "--global-legacy-key",
+                             "--redirect-uri", app + "/sso_callback.php", "--post-logout-redirect-uri", app + "/")
+    assert added.returncode == 0, added.stderr
+    assert "key" in added.stdout and "global" in added.stdout
+    assert not re.search(r"[A-Za-z0-9_-]{32,}", added.stdout), added.stdout  # no key nobody would use
+    shown = json.loads(op_proxy_command("clients", "show", "php-query-token").stdout)
+    assert shown["legacy_key"] == "the old gateway's global key ([legacy] global_key_env)"
+    assert shown["token_endpoint_auth_method"] == "none"  # it never calls /token: no client secret either
+
+    php = start_query_token_app(tmp_path, op_proxy.issuer, old_key, port)
+    try:
+        person = Person(op_proxy.issuer)
+        home = browse(person, person.sign_in(link(browse(person, app + "/"), "เข้าสู่ระบบ")).url)
+    finally:
+        php.stop()
+    assert WELCOME in home.html  # signed with the key the app already had
+
+    own = op_proxy_command("clients", "add", "new-app", "--mode", "query_token", "--redirect-uri",
+                           "http://127.0.0.1:5991/sso_callback.php")
+    assert "HS256 key for ?token= (shown once" in own.stdout
+    assert json.loads(op_proxy_command("clients", "show", "new-app").stdout)["legacy_key"].startswith("its own")
 
 
 # --- the callback's own checks (PHP alone) --------------------------------------------------------
@@ -390,3 +488,202 @@ def test_signing_out_of_the_php_session_app_destroys_its_session(session_app):
     to_op_proxy = person.http.get(app.base + guard.headers["location"]).headers["location"]
     assert to_op_proxy == app.op_proxy.issuer + "/sso-authen/public/login.php"
     assert person.visit(to_op_proxy).has_password_form()
+
+
+# --- PHP as the web server's own user (PHP-FPM as www-data), op-proxy as another -------------------
+
+@pytest.fixture
+def web_server_user():
+    """The OS user PHP runs as in production (Debian: www-data): not op-proxy's user."""
+    if not running_as_root():
+        skip_or_fail("running PHP as another OS user needs root, setpriv and useradd")
+    with throwaway_os_user() as user:
+        yield user
+
+
+@pytest.fixture
+def shared_save_path():
+    """A session.save_path outside pytest's private tmp directory, which another user cannot enter."""
+    directory = tempfile.mkdtemp(prefix="php-sessions-")
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def session_app_run_by(user, make_server, tmp_path, save_path: str, **file_settings) -> SessionApp:
+    port = free_port()
+    app = f"http://127.0.0.1:{port}"
+    ini = files_sessions(save_path)
+    op_proxy = make_server(clients=default_clients() + [{
+        "client_id": "php-session", "name": "แอป PHP (session)", "mode": "php_session", "legacy_default": True,
+        "redirect_uris": [app + "/protected_page.php"], "post_logout_redirect_uris": [app + "/"],
+        "php_session": {"save_handler": "files", "save_path": save_path, **file_settings},
+    }])
+    php = PhpServer(EXAMPLES / "php-session", port, env={"SSO_BASE": op_proxy.issuer}, ini=ini, user=user,
+                    router=str(EXAMPLES / "php-session" / "router.php"), log_dir=tmp_path).start()
+    return SessionApp(app, php, op_proxy)
+
+
+def sign_in_and_sign_out_of(app: SessionApp, save_path: str) -> os.stat_result:
+    person = Person(app.op_proxy.issuer)
+    page = browse(person, app.base + "/protected_page.php")
+    assert page.html == WELCOME, app.php.log()
+    assert "Failed to read session data" not in app.php.log()
+    written = os.stat(os.path.join(save_path, "sess_" + php_session_cookie(person)))
+
+    back = browse(person, link(browse(person, app.base + "/"), "ออกจากระบบ"))
+    assert back.url == app.base + "/"
+    guard = person.http.get(app.base + "/protected_page.php")
+    assert guard.status_code == 302 and guard.headers["location"] == "/sso-authen/public/login.php"
+    return written
+
+
+def test_php_running_as_the_web_servers_user_reads_the_session_op_proxy_wrote(web_server_user, shared_save_path,
+                                                                              make_server, tmp_path):
+    # The usual layout: the save directory belongs to PHP's group, and op-proxy's user is a member
+    # (here op-proxy runs as root, PHP as www-data's stand-in). The guide asks for nothing more.
+    os.chown(shared_save_path, 0, web_server_user.gid)
+    os.chmod(shared_save_path, 0o770)
+    app = session_app_run_by(web_server_user, make_server, tmp_path, shared_save_path)
+    try:
+        written = sign_in_and_sign_out_of(app, shared_save_path)
+    finally:
+        app.php.stop()
+
+    assert written.st_gid == web_server_user.gid
+    assert stat.S_IMODE(written.st_mode) == 0o660  # PHP's group reads and writes; nobody else reads
+
+
+def test_an_admin_names_php_s_group_for_debian_s_shared_session_directory(web_server_user, shared_save_path,
+                                                                          make_server, tmp_path):
+    # Debian's /var/lib/php/sessions: root's, mode 1733 (anyone may create, nobody may list).
+    # The session files must be in PHP's group, which the directory does not say: the admin names it.
+    os.chown(shared_save_path, 0, 0)
+    os.chmod(shared_save_path, 0o1733)
+    app = session_app_run_by(web_server_user, make_server, tmp_path, shared_save_path,
+                             file_group=web_server_user.name, file_mode="0660")
+    try:
+        written = sign_in_and_sign_out_of(app, shared_save_path)
+    finally:
+        app.php.stop()
+
+    assert written.st_gid == web_server_user.gid and stat.S_IMODE(written.st_mode) == 0o660
+
+
+# --- signing out of the old apps -------------------------------------------------------------------
+
+def signed_in_to(app: SessionApp) -> Person:
+    person = Person(app.op_proxy.issuer)
+    assert browse(person, app.base + "/protected_page.php").html == WELCOME
+    return person
+
+
+def still_signed_in(person: Person, app: SessionApp) -> bool:
+    """In the PHP app, and at op-proxy (another app of its asks for no password: prompt=none)."""
+    silently = person.visit(app.op_proxy.issuer + "/authorize?" + urlencode({
+        "client_id": "demo", "redirect_uri": "http://127.0.0.1:5000/callback", "response_type": "code",
+        "scope": "openid", "state": "still-there", "prompt": "none"}))
+    return (person.http.get(app.base + "/protected_page.php").text == WELCOME
+            and isinstance(silently, Arrival) and "code" in silently.params)
+
+
+def signed_out_everywhere(person: Person, app: SessionApp, session_id: str) -> bool:
+    guard = person.http.get(app.base + "/protected_page.php")
+    replayed = httpx.get(app.base + "/protected_page.php", cookies={"PHPSESSID": session_id}, timeout=15)
+    asks_password = person.visit(app.op_proxy.issuer + "/sso-authen/public/login.php").has_password_form()
+    return guard.status_code == 302 and replayed.status_code == 302 and asks_password
+
+
+def test_signing_out_ends_the_php_session_even_when_another_old_app_shares_the_return_address(
+        session_app_sharing_its_address):
+    app = session_app_sharing_its_address
+    person = signed_in_to(app)
+    session_id = php_session_cookie(person)
+
+    # The app's own link names no client, only the address, which the intranet app registered too.
+    back = browse(person, link(browse(person, app.base + "/"), "ออกจากระบบ"))
+
+    assert back.url == app.base + "/" and back.status == 200
+    assert signed_out_everywhere(person, app, session_id)
+
+
+def test_an_app_that_names_itself_returns_people_only_to_its_own_addresses(session_app_beside_another):
+    app = session_app_beside_another
+    person = signed_in_to(app)
+    session_id = php_session_cookie(person)
+    logout = app.op_proxy.issuer + "/sso-authen/public/logout.php?"
+
+    # RP-Initiated Logout §3: the intranet's address is not the PHP-session app's to ask for.
+    refused = person.visit(logout + urlencode({"client_id": "php-session",
+                                               "post_logout_redirect_uri": "http://127.0.0.1:5990/"}))
+    assert isinstance(refused, Page), f"op-proxy sent the person to {refused.url}"
+    assert refused.status == 400
+    assert still_signed_in(person, app)  # a refused request changes nothing
+
+    back = person.visit(logout + urlencode({"client_id": "php-session", "post_logout_redirect_uri": app.base + "/"}))
+    assert isinstance(back, Arrival) and back.url == app.base + "/"
+    assert signed_out_everywhere(person, app, session_id)
+
+
+def test_a_sign_out_link_on_another_site_asks_the_person_first(session_app):
+    app = session_app
+    person = signed_in_to(app)
+    session_id = php_session_cookie(person)
+    planted = app.op_proxy.issuer + "/sso-authen/public/logout.php"  # say, an <img> on a forum page
+
+    asked = person.visit(planted)
+    assert isinstance(asked, Page) and asked.status == 200
+    assert still_signed_in(person, app)
+    forged = person.visit(planted, method="POST", data={"csrf": "guessed"})  # a form on the forum, posted
+    assert isinstance(forged, Page) and 'name="csrf"' in forged.html
+    assert still_signed_in(person, app)
+
+    done = person.submit(asked)  # the person meant it: "Sign out"
+    assert isinstance(done, Page) and done.status == 200 and not done.forms()
+    assert signed_out_everywhere(person, app, session_id)
+
+
+def test_an_app_that_names_itself_without_an_address_signs_the_person_out_at_once(session_app):
+    app = session_app
+    person = signed_in_to(app)
+    session_id = php_session_cookie(person)
+
+    done = person.visit(app.op_proxy.issuer + "/public/logout.php?client_id=php-session")
+
+    assert isinstance(done, Page) and done.status == 200 and not done.forms()
+    assert signed_out_everywhere(person, app, session_id)
+
+
+def test_an_admin_registers_the_php_app_in_the_panel_naming_php_s_group(web_server_user, shared_save_path,
+                                                                        make_server, tmp_path):
+    os.chown(shared_save_path, 0, 0)  # Debian's layout again: the directory does not name PHP's group
+    os.chmod(shared_save_path, 0o1733)
+    port = free_port()
+    app = f"http://127.0.0.1:{port}"
+    op_proxy = make_server()
+    admin = signed_in_admin(op_proxy)
+    form = {"client_id": "php-panel", "name": "แอป PHP", "mode": "php_session", "subject_type": "public",
+            "token_endpoint_auth_method": "none", "allowed_scopes": ["openid", "profile", "email"],
+            "legacy_token_lifetime": "3600", "redirect_uris": app + "/protected_page.php",
+            "post_logout_redirect_uris": app + "/", "php_save_handler": "files", "php_save_path": shared_save_path,
+            "php_file_mode": "0660"}
+
+    typo = post_form(admin, op_proxy.url("/admin/clients/new"), "/admin/clients/new",
+                     **form, php_file_group=web_server_user.name + "x")
+    assert typo.status_code == 400 and "file_group" in typo.text  # refused when saved, not at sign-in
+    saved = post_form(admin, op_proxy.url("/admin/clients/new"), "/admin/clients/new",
+                      **form, php_file_group=web_server_user.name)
+    assert saved.status_code == 303, saved.text
+    edit_form = admin.http.get(op_proxy.url("/admin/clients/php-panel")).text
+    assert f'value="{web_server_user.name}"' in edit_form and 'value="0660"' in edit_form
+
+    php = PhpServer(EXAMPLES / "php-session", port, env={"SSO_BASE": op_proxy.issuer}, ini=files_sessions(
+        shared_save_path), user=web_server_user, router=str(EXAMPLES / "php-session" / "router.php"),
+        log_dir=tmp_path).start()
+    try:
+        person = Person(op_proxy.issuer)
+        arrival = person.sign_in(op_proxy.url("/public/login.php?client_id=php-panel"))
+        assert arrival.url == app + "/protected_page.php"
+        page = browse(person, arrival.url)
+    finally:
+        php.stop()
+    assert page.html == WELCOME, php.log()

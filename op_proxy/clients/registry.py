@@ -92,7 +92,9 @@ async def create_client(db, fields: dict, data_key: bytes | None = None, limits=
     query_token client gets its HS256 key instead (stored encrypted: op-proxy signs with it).
     ``limits``: the server's [tokens] settings, which the client's own lifetimes may not exceed."""
     legacy = fields.get("mode", "oidc") != "oidc"
-    fields = {"token_endpoint_auth_method": "none" if legacy else "client_secret_basic", **fields}
+    fields = {"token_endpoint_auth_method": "client_secret_basic", **fields}
+    if legacy:
+        fields["token_endpoint_auth_method"] = "none"  # a legacy app never calls the token endpoint
     secret = None if fields["token_endpoint_auth_method"] in ("none", "private_key_jwt") else new_client_secret()
     fields["client_secret_hash"] = stored_client_secret(secret) if secret else None
     validate_client_fields(fields, limits)

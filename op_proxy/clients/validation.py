@@ -47,6 +47,14 @@ def validate_php_session(settings: dict | None) -> None:
         raise ClientValidationError("php_session", "save_path: the app's session.save_path is required")
     if settings.get("cookie_samesite", "Lax") not in ("Lax", "Strict", "None"):
         raise ClientValidationError("php_session", "cookie_samesite: Lax, Strict or None")
+    if settings.get("save_handler", "files") == "files":
+        from op_proxy.legacy.php_session import file_group, file_mode
+
+        for key, check in (("file_mode", file_mode), ("file_group", file_group)):
+            try:
+                check(settings.get(key))
+            except ValueError as exc:
+                raise ClientValidationError("php_session", f"{key}: {exc}") from None
 
 
 def validate_lifetimes(fields: dict, limits=None) -> None:

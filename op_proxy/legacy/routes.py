@@ -4,6 +4,8 @@ person back to a legacy app: ``?token=`` or a PHP session."""
 
 from __future__ import annotations
 
+import logging
+
 from quart import Blueprint, redirect, request
 from sqlalchemy import select
 
@@ -11,10 +13,10 @@ from op_proxy import audit
 from op_proxy.errors import PageError
 from op_proxy.i18n import gettext as _
 from op_proxy.legacy import query_token
-from op_proxy.legacy.php_session import PhpSessionStore, new_session_id
+from op_proxy.legacy.php_session import PhpSessionStore, new_session_id, store_errors
 from op_proxy.legacy.users import find_or_create_user, user_info
 from op_proxy.provider.finish import ask_user_handler
-from op_proxy.security import decrypt
+from op_proxy.security import constant_time_equals, decrypt, token_digest
 from op_proxy.services import Services, services
 from op_proxy.signin import flow
 from op_proxy.signin.sessions import SESSION_COOKIE, account_by_sub, current_session, end_session
@@ -23,6 +25,7 @@ from op_proxy.storage.models import Client, PendingLogin, SsoSession
 from op_proxy.web import NO_STORE, client_ip, render_page, set_cookie, url_with, use_locale
 
 blueprint = Blueprint("legacy", __name__)
+logger = logging.getLogger(__name__)
 LEGACY_MODES = ("query_token", "php_session")
 
 
@@ -105,12 +108,20 @@ async def hand_back_token(svc, client, sso, profile: dict, app_user: dict, param
 
 async def hand_back_php_session(svc, client, sso, profile: dict, app_user: dict, params: dict):
     settings = client.php_session
-    user = await find_or_create_user(svc.db, sso.sub, profile)
+    user, role = await find_or_create_user(svc.db, sso.sub, profile, client.client_id)
     session_id = new_session_id()
-    await PhpSessionStore(settings).write(session_id, {
-        "user_is_logged_in": True, "user_info": {**user_info(user), **app_user}})
+    try:
+        await PhpSessionStore(settings).write(session_id, {
+            "user_is_logged_in": True, "user_info": {**user_info(user, role), **app_user}})
+    except store_errors() as exc:  # the save path, its group or the Redis server, as the administrator set them
+        where = settings.get("save_path") if settings.get("save_handler", "files") == "files" else "Redis"
+        logger.error("php_session of %s: cannot write a session in %s: %s", client.client_id, where,
+                     getattr(exc, "strerror", None) or type(exc).__name__)
+        raise PageError(_("The application could not sign you in"),
+                        _("op-proxy is not configured for this application. Contact the administrator."),
+                        500, detail="php_session_unwritable") from None
     await audit.record(svc.db, "legacy_session_created", client_id=client.client_id, sub=sso.sub,
-                       upstream=sso.upstream, ip=client_ip(), role=user.role)
+                       upstream=sso.upstream, ip=client_ip(), role=role)
     response = redirect(params["redirect_uri"], 303)
     response.headers.update(NO_STORE)
     response.set_cookie(settings.get("cookie_name", "PHPSESSID"), session_id, path=settings.get("cookie_path", "/"),
@@ -120,36 +131,81 @@ async def hand_back_php_session(svc, client, sso, profile: dict, app_user: dict,
     return response
 
 
-@blueprint.route("/public/logout.php")
-@blueprint.route("/sso-authen/public/logout.php")
+@blueprint.route("/public/logout.php", methods=["GET", "POST"])
+@blueprint.route("/sso-authen/public/logout.php", methods=["GET", "POST"])
 async def logout():
-    """Ends op-proxy's session (and the app's PHP session), then back to a registered URI only."""
+    """Ends op-proxy's session and every legacy PHP session of this browser, then back to a
+    registered post-logout URI only: the named client's (RP-Initiated Logout 1.0 §3), or, when the
+    old app names none, one some legacy app registered. A request that names neither (a link on
+    any other site) is confirmed by the person first, as at ``/logout``."""
     svc = services()
-    use_locale()
-    return_to = request.args.get("post_logout_redirect_uri")
-    client = None
+    args = (await request.form if request.method == "POST" else request.args).to_dict()
+    use_locale(args.get("ui_locales"))
+    async with svc.db.session() as session:
+        legacy = list((await session.scalars(select(Client).where(Client.mode.in_(LEGACY_MODES)))).all())
+    named = next((c for c in legacy if c.enabled and c.client_id == args.get("client_id")), None)
+    return_to = args.get("post_logout_redirect_uri")
+    requester = named
     if return_to is not None:
-        async with svc.db.session() as session:
-            clients = (await session.scalars(select(Client).where(Client.mode.in_(LEGACY_MODES)))).all()
-        client = next((c for c in clients if c.enabled and return_to in c.post_logout_redirect_uris), None)
-        if client is None:
+        candidates = [named] if args.get("client_id") else [c for c in legacy if c.enabled]
+        owners = [c for c in candidates if c is not None and return_to in c.post_logout_redirect_uris]
+        if not owners:
             raise PageError(_("Invalid return address"),
                             _("The application asked to return you to an address it has not registered."))
+        requester = owners[0] if len(owners) == 1 else named
+
     sso = await current_session(svc.db)
+    php_sessions = php_sessions_of_this_browser(legacy)
+    csrf = legacy_logout_csrf_token(php_sessions)
+    asked_by_a_known_app = named is not None or return_to is not None
+    confirmed = request.method == "POST" and constant_time_equals(args.get("csrf", ""), csrf)
+    if (sso is not None or php_sessions) and not (asked_by_a_known_app or confirmed):
+        return await render_page("logout_confirm.html", client=None, action=request.path, csrf=csrf, fields={
+            k: v for k, v in args.items() if k in ("client_id", "post_logout_redirect_uri", "ui_locales")})
+
     if sso is not None:
         await end_session(svc.db, sso)
-        await audit.record(svc.db, "sign_out", client_id=client.client_id if client else None, sub=sso.sub,
+        await audit.record(svc.db, "sign_out", client_id=requester.client_id if requester else None, sub=sso.sub,
                            upstream=sso.upstream, ip=client_ip())
-    response = redirect(return_to, 303) if return_to else await render_page("logged_out.html", client=None)
+    response = redirect(return_to, 303) if return_to else await render_page("logged_out.html", client=requester)
+    response.headers.update(NO_STORE)
     response.delete_cookie(SESSION_COOKIE, path="/")
-    if client is not None and client.mode == "php_session":
-        settings = client.php_session
-        cookie_name = settings.get("cookie_name", "PHPSESSID")
-        if request.cookies.get(cookie_name):
-            await PhpSessionStore(settings).destroy(request.cookies[cookie_name])
-        response.delete_cookie(cookie_name, path=settings.get("cookie_path", "/"),
-                               domain=settings.get("cookie_domain") or None)
+    await end_php_sessions(php_sessions, response)
     return response
 
 
+def php_sessions_of_this_browser(clients: list[Client]) -> list[tuple[Client, str]]:
+    """(php_session client, the session id this browser holds for it): every app's, since the
+    person signs out of them all, whichever app (if any) sent them."""
+    found = []
+    for client in clients:
+        if client.mode == "php_session" and client.php_session:
+            session_id = request.cookies.get(client.php_session.get("cookie_name", "PHPSESSID"))
+            if session_id:
+                found.append((client, session_id))
+    return found
 
+
+def legacy_logout_csrf_token(php_sessions: list[tuple[Client, str]]) -> str:
+    """Known only to this browser: it is made of the cookies that sign it in."""
+    held = [request.cookies.get(SESSION_COOKIE, "")] + sorted({session_id for _client, session_id in php_sessions})
+    return token_digest("legacy-logout:" + "|".join(held))
+
+
+async def end_php_sessions(php_sessions: list[tuple[Client, str]], response) -> None:
+    ended, forgotten = set(), set()
+    for client, session_id in php_sessions:
+        settings = client.php_session
+        store = (settings.get("save_handler", "files"), settings.get("save_path"), session_id)
+        if store not in ended:
+            ended.add(store)
+            try:
+                await PhpSessionStore(settings).destroy(session_id)
+            except store_errors() as exc:  # the others still end; this one expires with its lifetime
+                logger.warning("php_session of %s: could not end a session: %s", client.client_id,
+                               type(exc).__name__)
+        cookie = (settings.get("cookie_name", "PHPSESSID"), settings.get("cookie_path", "/"),
+                  settings.get("cookie_domain") or None)
+        if cookie not in forgotten:
+            forgotten.add(cookie)
+            response.delete_cookie(cookie[0], path=cookie[1], domain=cookie[2])

@@ -254,6 +254,18 @@ class User(Base):
     updated_at: Mapped[int] = mapped_column(BigInteger)
 
 
+class UserAppRole(Base):
+    """A person's role in one PHP-session app: each app authorises its own people, as in the old
+    gateway. An app with no row for the person sees ``users.role``, the person's default."""
+
+    __tablename__ = "user_app_roles"
+
+    user_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[str] = mapped_column(ID, primary_key=True, index=True)
+    role: Mapped[str] = mapped_column(String(50))
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
 class Admin(Base):
     """Someone who runs op-proxy from the admin panel: ``admin`` writes, ``viewer`` only reads."""
 

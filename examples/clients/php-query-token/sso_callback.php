@@ -2,7 +2,9 @@
 // sso_callback.php: the sso-authen callback, verifying the HS256 JWT itself (no Composer needed).
 require __DIR__ . '/config.php';
 
-const CLOCK_LEEWAY = 60; // seconds of clock difference tolerated between op-proxy and this server
+// Seconds of clock difference tolerated between op-proxy and this server (firebase/php-jwt's
+// JWT::$leeway, 0 there by default). op-proxy dates nbf a minute back for servers that tolerate none.
+define('CLOCK_LEEWAY', (int) (getenv('JWT_LEEWAY') !== false ? getenv('JWT_LEEWAY') : 60));
 
 session_start();
 header('Referrer-Policy: no-referrer');
@@ -56,7 +58,9 @@ function verify_token($jwt): object
     if (isset($payload->nbf) && (!is_numeric($payload->nbf) || $payload->nbf > $now + CLOCK_LEEWAY)) {
         fail('Token not yet valid (nbf)');
     }
-    if (isset($payload->iat) && (!is_numeric($payload->iat) || $payload->iat > $now + CLOCK_LEEWAY)) {
+    // As firebase/php-jwt: iat says when, nbf says from when; iat is judged only without an nbf.
+    if (!isset($payload->nbf) && isset($payload->iat)
+        && (!is_numeric($payload->iat) || $payload->iat > $now + CLOCK_LEEWAY)) {
         fail('Token issued in the future (iat)');
     }
     $aud = $payload->aud ?? null;
