@@ -10,6 +10,7 @@ import time
 import httpx
 import pytest
 
+from tests.support.examples import EXAMPLES, ExampleApp, npm_ci
 from tests.support.person import Arrival, Person
 from tests.support.server import DEMO_SECRET_HASH, ROOT, default_clients, free_port
 
@@ -57,3 +58,50 @@ def test_the_flask_authlib_example_greets_the_person_by_their_thai_name(flask_ex
     assert end_session.startswith(op_proxy.issuer + "/logout?")
     back = person.visit(end_session)
     assert isinstance(back, Arrival) and back.url.startswith(app.replace("localhost", "127.0.0.1") + "/")
+
+
+# -- node-express: Express + openid-client 6 ----------------------------------------------------------
+
+@pytest.fixture
+def express_example(make_server, tmp_path):
+    folder = EXAMPLES / "node-express"
+    npm_ci(folder)
+    port = free_port()
+    app_url = f"http://127.0.0.1:{port}"
+    op_proxy = make_server(clients=default_clients() + [{
+        "client_id": "express-example", "name": "ตัวอย่าง Express", "client_secret_hash": DEMO_SECRET_HASH,
+        "redirect_uris": [app_url + "/callback"], "post_logout_redirect_uris": [app_url + "/"],
+    }])
+    app = ExampleApp(["node", "app.mjs"], folder, app_url, {
+        "OP_PROXY_ISSUER": op_proxy.issuer, "CLIENT_ID": "express-example", "CLIENT_SECRET": "demo-secret",
+        "PORT": str(port)}, tmp_path / "express.log")
+    yield op_proxy, app
+    app.stop()
+
+
+def test_the_express_example_signs_in_refreshes_and_signs_out_at_op_proxy(express_example):
+    op_proxy, app = express_example
+    person = Person(op_proxy.issuer)
+    to_op_proxy = person.http.get(app.base + "/login").headers["location"]
+    assert to_op_proxy.startswith(op_proxy.issuer + "/authorize?")
+    assert "code_challenge_method=S256" in to_op_proxy
+
+    arrival = person.sign_in(to_op_proxy)
+
+    assert isinstance(arrival, Arrival) and arrival.url.startswith(app.base + "/callback?code=")
+    assert "iss=" in arrival.url  # RFC 9207: openid-client requires it, since discovery announces it
+    home = person.http.get(arrival.url, follow_redirects=True)
+    assert "สวัสดี สมชาย ใจดี" in home.text and "somchai.j@example.ac.th" in home.text, app.log()
+    assert "refreshed 0 time(s)" in home.text
+
+    refreshed = person.http.post(app.base + "/refresh", follow_redirects=True)
+    assert "สวัสดี สมชาย ใจดี" in refreshed.text and "refreshed 1 time(s)" in refreshed.text, app.log()
+
+    end_session = person.http.post(app.base + "/logout").headers["location"]
+    assert end_session.startswith(op_proxy.issuer + "/logout?")
+    back = person.visit(end_session)
+    assert isinstance(back, Arrival) and back.url == app.base + "/"
+    assert "Sign in" in person.http.get(back.url).text
+    # op-proxy's session ended too: signing in again asks for the password.
+    again = person.visit(person.http.get(app.base + "/login").headers["location"])
+    assert not isinstance(again, Arrival) and again.has_password_form()
