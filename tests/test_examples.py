@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
 
 import httpx
 import pytest
+from playwright.async_api import async_playwright, expect
 
+from tests.support.browser import Camera, launch
 from tests.support.examples import EXAMPLES, ExampleApp, npm_ci
 from tests.support.person import Arrival, Person
+from tests.support.rp import authlib_client, discovery
 from tests.support.server import DEMO_SECRET_HASH, ROOT, default_clients, free_port
 
 
@@ -105,3 +109,63 @@ def test_the_express_example_signs_in_refreshes_and_signs_out_at_op_proxy(expres
     # op-proxy's session ended too: signing in again asks for the password.
     again = person.visit(person.http.get(app.base + "/login").headers["location"])
     assert not isinstance(again, Arrival) and again.has_password_form()
+
+
+# -- spa: oidc-client-ts in a browser, public client ---------------------------------------------------
+
+@pytest.fixture
+def spa_example(make_server, tmp_path):
+    port = free_port()
+    app_url = f"http://127.0.0.1:{port}"
+    op_proxy = make_server(clients=default_clients() + [{
+        "client_id": "spa-example", "name": "ตัวอย่างแอปหน้าเดียว", "token_endpoint_auth_method": "none",
+        "redirect_uris": [app_url + "/callback"], "post_logout_redirect_uris": [app_url + "/"],
+        # oidc-client-ts renews a minute before expiry: a 62-second token is renewed soon after sign-in.
+        "access_token_lifetime": 62,
+    }])
+    app = ExampleApp([sys.executable, "serve.py"], EXAMPLES / "spa", app_url, {
+        "OP_PROXY_ISSUER": op_proxy.issuer, "CLIENT_ID": "spa-example", "PORT": str(port)}, tmp_path / "spa.log")
+    yield op_proxy, app
+    app.stop()
+
+
+async def test_the_spa_example_signs_in_renews_silently_and_signs_out_in_chromium(spa_example, request):
+    op_proxy, app = spa_example
+    camera = Camera(request.node.name)
+    async with async_playwright() as playwright:
+        browser = await launch(playwright)
+        page = await (await browser.new_context(locale="th-TH")).new_page()
+        try:
+            await page.goto(app.base + "/")
+            await page.get_by_role("button", name="เข้าสู่ระบบ / Sign in").click()
+
+            await expect(page).to_have_url(re.compile("^" + re.escape(op_proxy.issuer) + "/"))
+            await page.get_by_label("ชื่อผู้ใช้").fill("demo")
+            await page.get_by_label("รหัสผ่าน").fill("demo")
+            await camera.shot(page, "op-proxy-sign-in")
+            await page.get_by_role("button", name="เข้าสู่ระบบ", exact=True).click()
+
+            await expect(page.get_by_role("heading", name="สวัสดี สมชาย ใจดี")).to_be_visible()
+            await expect(page).to_have_url(app.base + "/")
+            await expect(page.locator("#email")).to_have_text("somchai.j@example.ac.th")  # from userinfo
+            await camera.shot(page, "signed-in")
+
+            # The renewal is the refresh token grant, a fetch from this page: the person sees nothing.
+            await expect(page.locator("#renewals")).to_have_text("renewed 1 time(s)", timeout=30_000)
+            await expect(page.get_by_role("heading", name="สวัสดี สมชาย ใจดี")).to_be_visible()
+
+            await page.get_by_role("button", name="ออกจากระบบ / Sign out").click()
+            await expect(page).to_have_url(app.base + "/")
+            await expect(page.get_by_role("button", name="เข้าสู่ระบบ / Sign in")).to_be_visible()
+            await camera.shot(page, "signed-out")
+        finally:
+            await browser.close()
+
+    assert "client=spa-example" in op_proxy.log() and "grant_type=refresh_token" in op_proxy.log()
+    assert "token_type=refresh_token" in op_proxy.log()  # revoked at sign-out
+    # op-proxy ended its session: signing in again asks for the password.
+    person = Person(op_proxy.issuer)
+    metadata = discovery(op_proxy.issuer)
+    spa = authlib_client(op_proxy.issuer, "spa-example", None, app.base + "/callback", auth_method="none")
+    url, _ = spa.create_authorization_url(metadata["authorization_endpoint"], code_verifier="s" * 43)
+    assert person.visit(url).has_password_form()
