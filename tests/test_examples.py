@@ -169,3 +169,61 @@ async def test_the_spa_example_signs_in_renews_silently_and_signs_out_in_chromiu
     spa = authlib_client(op_proxy.issuer, "spa-example", None, app.base + "/callback", auth_method="none")
     url, _ = spa.create_authorization_url(metadata["authorization_endpoint"], code_verifier="s" * 43)
     assert person.visit(url).has_password_form()
+
+
+# -- resource-server: an API checking op-proxy's access tokens ----------------------------------------
+
+@pytest.fixture
+def resource_server_example(make_server, tmp_path):
+    op_proxy = make_server(clients=default_clients() + [
+        {"client_id": app_id, "name": app_id, "client_secret_hash": DEMO_SECRET_HASH,
+         "redirect_uris": [f"http://127.0.0.1:{port}/callback"]}
+        for app_id, port in (("course-app", 5600), ("other-app", 5601))])
+    port = free_port()
+    api = ExampleApp([sys.executable, "-m", "flask", "--app", "api", "run", "--port", str(port)],
+                     EXAMPLES / "resource-server", f"http://127.0.0.1:{port}", {
+                         "OP_PROXY_ISSUER": op_proxy.issuer, "AUDIENCES": "course-app", "REQUIRED_SCOPE": "email",
+                         "INTROSPECTION_CLIENT_ID": "course-app", "INTROSPECTION_CLIENT_SECRET": "demo-secret"},
+                     tmp_path / "api.log")
+    yield op_proxy, api
+    api.stop()
+
+
+def tokens_for(person: Person, app_id: str, port: int, scope: str) -> dict:
+    """The app signs the person in (code + PKCE) and receives its tokens."""
+    metadata = discovery(person.issuer)
+    app = authlib_client(person.issuer, app_id, "demo-secret", f"http://127.0.0.1:{port}/callback", scope=scope)
+    url, _ = app.create_authorization_url(metadata["authorization_endpoint"], code_verifier="r" * 43)
+    arrival = person.sign_in(url)
+    return app.fetch_token(metadata["token_endpoint"], authorization_response=arrival.url, code_verifier="r" * 43)
+
+
+def test_the_resource_server_example_takes_access_tokens_only_with_its_scope_and_audience(resource_server_example):
+    op_proxy, api = resource_server_example
+    person = Person(op_proxy.issuer)
+    tokens = tokens_for(person, "course-app", 5600, "openid profile email")
+    without_email = tokens_for(person, "course-app", 5600, "openid profile")
+    for_another_app = tokens_for(person, "other-app", 5601, "openid profile email")
+
+    def call(path: str, token: str) -> httpx.Response:
+        return httpx.get(api.base + path, headers={"Authorization": f"Bearer {token}"})
+
+    for path in ("/api/me", "/api/me/introspected"):  # the local check and introspection agree
+        accepted = call(path, tokens["access_token"])
+        assert accepted.status_code == 200, (path, accepted.text, api.log())
+        assert accepted.json()["client_id"] == "course-app" and "email" in accepted.json()["scope"].split()
+
+        # Same issuer, same aud (course-app), same key, not expired: only typ tells them apart.
+        id_token = call(path, tokens["id_token"])
+        assert id_token.status_code == 401 and 'error="invalid_token"' in id_token.headers["www-authenticate"]
+
+        no_scope = call(path, without_email["access_token"])
+        assert no_scope.status_code == 403
+        assert 'error="insufficient_scope"' in no_scope.headers["www-authenticate"]
+        assert 'scope="email"' in no_scope.headers["www-authenticate"]
+
+        elsewhere = call(path, for_another_app["access_token"])
+        assert elsewhere.status_code == 401, (path, elsewhere.text)
+
+        assert call(path, "not-a-token").status_code == 401
+        assert httpx.get(api.base + path).status_code == 401
