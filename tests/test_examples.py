@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import sys
-import time
+from urllib.parse import urljoin
 
 import httpx
 import pytest
@@ -16,41 +14,50 @@ from tests.support.browser import Camera, launch
 from tests.support.examples import EXAMPLES, ExampleApp, npm_ci
 from tests.support.person import Arrival, Person
 from tests.support.rp import authlib_client, discovery
-from tests.support.server import DEMO_SECRET_HASH, ROOT, default_clients, free_port
+from tests.support.server import DEMO_SECRET_HASH, default_clients, free_port
 
 
 @pytest.fixture
-def flask_example(make_server):
+def flask_example(make_server, tmp_path):
     port = free_port()
     op_proxy = make_server(clients=default_clients() + [{
         "client_id": "flask-example", "name": "ตัวอย่าง Flask", "client_secret_hash": DEMO_SECRET_HASH,
         "redirect_uris": [f"http://localhost:{port}/auth"],
         "post_logout_redirect_uris": [f"http://127.0.0.1:{port}/"],
     }])
-    env = {**os.environ, "OP_PROXY_ISSUER": op_proxy.issuer, "CLIENT_ID": "flask-example",
-           "CLIENT_SECRET": "demo-secret", "POST_LOGOUT_REDIRECT_URI": f"http://127.0.0.1:{port}/"}
-    app = subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "run", "--port", str(port)],
-                           cwd=ROOT / "examples/clients/flask-authlib", env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://localhost:{port}"
-    for _ in range(100):
-        try:
-            httpx.get(base + "/", timeout=1)
-            break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    yield op_proxy, base
-    app.terminate()
-    app.wait(10)
+    app = ExampleApp([sys.executable, "-m", "flask", "--app", "app", "run", "--port", str(port)],
+                     EXAMPLES / "flask-authlib", f"http://localhost:{port}", {
+                         "OP_PROXY_ISSUER": op_proxy.issuer, "CLIENT_ID": "flask-example",
+                         "CLIENT_SECRET": "demo-secret", "REDIRECT_URI": f"http://localhost:{port}/auth",
+                         "POST_LOGOUT_REDIRECT_URI": f"http://127.0.0.1:{port}/"}, tmp_path / "flask.log")
+    yield op_proxy, app.base
+    app.stop()
 
 
-def test_the_flask_authlib_example_greets_the_person_by_their_thai_name(flask_example):
+def sign_in_link(page: httpx.Response) -> str:
+    """Where the page's "Sign in" link goes, as the person's browser would resolve it."""
+    href = re.search(r'<a href="([^"]*)">[^<]*Sign in</a>', page.text)
+    assert href, page.text
+    return urljoin(str(page.url), href.group(1))
+
+
+def through_the_app(person: Person, url: str) -> str:
+    """Follow the app's redirects from ``url`` until they leave for op-proxy; that address."""
+    for _ in range(5):
+        response = person.http.get(url)
+        assert response.is_redirect, response.text
+        url = urljoin(url, response.headers["location"])
+        if person.on_issuer(url):
+            return url
+    raise AssertionError("the app never sent the person to op-proxy")
+
+
+def test_the_flask_authlib_example_signs_in_signs_out_and_signs_in_again(flask_example):
+    """The registered URIs are conf/dev.toml's: sign-in returns to http://localhost:PORT/auth, sign-out
+    to http://127.0.0.1:PORT/, another host; "Sign in" there must still send the registered one."""
     op_proxy, app = flask_example
     person = Person(op_proxy.issuer)
-    to_op_proxy = person.http.get(app + "/login").headers["location"]
-    assert to_op_proxy.startswith(op_proxy.issuer + "/authorize?")
-
-    arrival = person.sign_in(to_op_proxy)
+    arrival = person.sign_in(through_the_app(person, sign_in_link(person.http.get(app + "/"))))
 
     assert isinstance(arrival, Arrival) and arrival.url.startswith(app + "/auth?code=")
     home = person.http.get(arrival.url, follow_redirects=True)
@@ -61,7 +68,16 @@ def test_the_flask_authlib_example_greets_the_person_by_their_thai_name(flask_ex
     end_session = signed_out.headers["location"]
     assert end_session.startswith(op_proxy.issuer + "/logout?")
     back = person.visit(end_session)
-    assert isinstance(back, Arrival) and back.url.startswith(app.replace("localhost", "127.0.0.1") + "/")
+    assert isinstance(back, Arrival) and back.url == app.replace("localhost", "127.0.0.1") + "/"
+
+    landing = person.http.get(back.url, follow_redirects=True)
+    pages_before = len(person.pages)
+    again = person.sign_in(through_the_app(person, sign_in_link(landing)))
+
+    assert isinstance(again, Arrival) and again.url.startswith(app + "/auth?code="), again
+    # op-proxy's session had ended, so the password is asked again.
+    assert any(page.has_password_form() for page in person.pages[pages_before:])
+    assert "สวัสดี สมชาย ใจดี" in person.http.get(again.url, follow_redirects=True).text
 
 
 # -- node-express: Express + openid-client 6 ----------------------------------------------------------

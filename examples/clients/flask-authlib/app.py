@@ -1,21 +1,23 @@
 """The ThaID example's Flask + Authlib app (seed ``ThaIDAuthenExample``), pointed at op-proxy.
 
 The only changes from an app written for ThaID: the discovery URL, the client id and secret, and
-the scopes. Run it beside `make run`:
+the scopes; and one addition: the redirect URI is the registered one, whatever address the person
+typed (op-proxy compares it exactly). Run it beside `make run` (see README.md for the environment):
 
-    pip install flask authlib requests
+    pip install -r requirements.txt
     flask --app app run --port 5000      # then open http://localhost:5000/
 """
 
 import os
 import secrets
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from authlib.integrations.flask_client import OAuth
-from flask import Flask, redirect, render_template_string, session, url_for
+from flask import Flask, redirect, render_template_string, request, session
 
 OP_PROXY_ISSUER = os.environ.get("OP_PROXY_ISSUER", "http://127.0.0.1:8080")
-# Registered for client "demo" in op-proxy's conf/dev.toml.
+# Both registered for client "demo" in op-proxy's conf/dev.toml, exactly as written here.
+REDIRECT_URI = os.environ.get("REDIRECT_URI", "http://localhost:5000/auth")
 POST_LOGOUT_REDIRECT_URI = os.environ.get("POST_LOGOUT_REDIRECT_URI", "http://127.0.0.1:5000/")
 
 app = Flask(__name__)
@@ -28,6 +30,21 @@ oauth.register(
     client_secret=os.environ.get("CLIENT_SECRET", "demo-secret"),
     client_kwargs={"scope": "openid profile email org groups", "code_challenge_method": "S256"},
 )
+
+# The app's one address: the redirect URI's. The sign-in's state lives in this app's session cookie,
+# which the browser keeps per host, so a sign-in must start on the host it comes back to.
+APP_ORIGIN = "{0.scheme}://{0.netloc}".format(urlsplit(REDIRECT_URI))
+
+
+@app.before_request
+def stay_on_the_registered_host():
+    """A person who reached http://127.0.0.1:5000/ (op-proxy's post-logout URI for "demo", or typed)
+    continues at http://localhost:5000/, so that "Sign in" sends the registered redirect URI and
+    comes back to the cookie that holds its state."""
+    if request.host_url.rstrip("/") != APP_ORIGIN:
+        return redirect(APP_ORIGIN + request.full_path.rstrip("?"))
+    return None
+
 
 HOME = """<!doctype html><html lang="th"><meta charset="utf-8"><title>Example app</title>
 {% if user %}
@@ -47,7 +64,9 @@ def homepage():
 
 @app.route("/login")
 def login():
-    return oauth.op_proxy.authorize_redirect(url_for("auth", _external=True))
+    # Never url_for(..., _external=True): that is the address the request came to, which op-proxy
+    # refuses ("Invalid return address") unless it is exactly the registered one.
+    return oauth.op_proxy.authorize_redirect(REDIRECT_URI)
 
 
 @app.route("/auth")

@@ -35,6 +35,13 @@ const config = await client.discovery(new URL(ISSUER), CLIENT_ID, undefined,
   client.ClientSecretBasic(CLIENT_SECRET), { execute: insecureOnLoopback });
 
 const app = express();
+
+// The app's one address, APP_URL's: the sign-in's state lives in the session cookie, which the
+// browser keeps per host, so a person who typed http://localhost:5000/ continues at APP_URL.
+app.use((req, res, next) => {
+  if (`${req.protocol}://${req.get('host')}` === APP_URL) return next();
+  res.redirect(new URL(req.originalUrl, APP_URL).href);
+});
 app.use(session({
   secret: process.env.SESSION_SECRET ?? crypto.randomBytes(32).toString('hex'),
   resave: false,
