@@ -102,6 +102,8 @@ def express_example(make_server, tmp_path):
 def test_the_express_example_signs_in_refreshes_and_signs_out_at_op_proxy(express_example):
     op_proxy, app = express_example
     person = Person(op_proxy.issuer)
+    typed_localhost = person.http.get(app.base.replace("127.0.0.1", "localhost") + "/login")
+    assert typed_localhost.headers["location"] == app.base + "/login"  # the host its cookie and URIs are on
     to_op_proxy = person.http.get(app.base + "/login").headers["location"]
     assert to_op_proxy.startswith(op_proxy.issuer + "/authorize?")
     assert "code_challenge_method=S256" in to_op_proxy
