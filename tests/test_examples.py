@@ -244,4 +244,5 @@ def test_the_resource_server_example_takes_access_tokens_only_with_its_scope_and
         assert elsewhere.status_code == 401, (path, elsewhere.text)
 
         assert call(path, "not-a-token").status_code == 401
-        assert httpx.get(api.base + path).status_code == 401
+        no_token = httpx.get(api.base + path)
+        assert no_token.status_code == 401 and no_token.headers["www-authenticate"] == "Bearer"

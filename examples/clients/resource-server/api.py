@@ -37,13 +37,17 @@ app = Flask(__name__)
 class Refused(Exception):
     """RFC 6750 §3.1: invalid_token (401) or insufficient_scope (403)."""
 
-    def __init__(self, error: str, description: str, status: int = 401):
+    def __init__(self, error: str | None, description: str, status: int = 401):
         super().__init__(description)
         self.error, self.description, self.status = error, description, status
 
 
 @app.errorhandler(Refused)
 def refused(exc: Refused):
+    if exc.error is None:  # §3.1: a request with no token at all gets the challenge without an error code
+        response = jsonify(error_description=exc.description)
+        response.status_code, response.headers["WWW-Authenticate"] = 401, "Bearer"
+        return response
     challenge = f'Bearer error="{exc.error}", error_description="{exc.description}"'
     if exc.error == "insufficient_scope":
         challenge += f', scope="{REQUIRED_SCOPE}"'
@@ -86,7 +90,7 @@ def bearer_token() -> str:
     """RFC 6750 §2.1: ``Authorization: Bearer <token>``."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token:
-        raise Refused("invalid_request", "send the access token as Authorization: Bearer", 401)
+        raise Refused(None, "send the access token as Authorization: Bearer")
     return token.strip()
 
 
