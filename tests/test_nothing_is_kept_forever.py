@@ -29,6 +29,7 @@ from op_proxy.storage.models import (
     AdminSession,
     AuditEvent,
     AuthorizationCode,
+    ClientAuthFailures,
     Grant,
     PendingLogin,
     RefreshToken,
@@ -328,10 +329,15 @@ def stored_rows(now: int) -> tuple[list, dict[str, set]]:
     for key, expires_at, goes in (("admin-expired", past, True), ("admin-live", future, False)):
         add(AdminSession(cookie_digest=key, admin_id=1, csrf_token="c", created_at=past, expires_at=expires_at),
             key, "admin_sessions", goes=goes)
+    # Wrong client secrets are counted a minute at a time: a minute long over goes, the current one stays.
+    for key, started_at, goes in (("guessed-last-week", past, True), ("guessed-just-now", now - 10, False)):
+        add(ClientAuthFailures(client_id=key, window_started_at=started_at, failures=3), key, "client_auth_failures",
+            goes=goes)
     return rows, {"gone": gone, "kept": kept}
 
 
-EVERY_TABLE = {**FLOW_TABLES, "used_jtis": UsedJti.jti_digest, "admin_sessions": AdminSession.cookie_digest}
+EVERY_TABLE = {**FLOW_TABLES, "used_jtis": UsedJti.jti_digest, "admin_sessions": AdminSession.cookie_digest,
+               "client_auth_failures": ClientAuthFailures.client_id}
 
 
 @EVERY_DATABASE

@@ -28,6 +28,7 @@ from op_proxy.storage.models import (
     AdminSession,
     AuditEvent,
     AuthorizationCode,
+    ClientAuthFailures,
     Grant,
     PendingLogin,
     RefreshToken,
@@ -53,6 +54,7 @@ sso_sessions = SsoSession.__table__
 used_jtis = UsedJti.__table__
 admin_sessions = AdminSession.__table__
 audit_events = AuditEvent.__table__
+client_auth_failures = ClientAuthFailures.__table__
 
 
 async def delete_in_batches(db, key, *conditions) -> int:
@@ -162,6 +164,15 @@ async def delete_expired_admin_sessions(db, expired_before: int) -> int:
     return await delete_in_batches(db, admin_sessions.c.cookie_digest, admin_sessions.c.expires_at < expired_before)
 
 
+async def delete_finished_failure_windows(db, expired_before: int) -> int:
+    """Counts of wrong client secrets whose minute is over (op_proxy/clients/throttle.py): a new
+    failure starts a new window anyway."""
+    from op_proxy.clients.throttle import WINDOW
+
+    return await delete_in_batches(db, client_auth_failures.c.client_id,
+                                   client_auth_failures.c.window_started_at < expired_before - WINDOW)
+
+
 async def delete_audit_events_before(db, recorded_before: int) -> int:
     """Audit events past ``[audit] retention_days``."""
     return await delete_in_batches(db, audit_events.c.id, audit_events.c.at < recorded_before)
@@ -184,6 +195,7 @@ async def purge(db, settings, now: int | None = None) -> dict[str, int]:
         ("sso_sessions", delete_finished_sso_sessions),
         ("used_jtis", delete_expired_client_assertion_ids),
         ("admin_sessions", delete_expired_admin_sessions),
+        ("client_auth_failures", delete_finished_failure_windows),
     )
     deleted = {name: await step(db, expired_before) for name, step in steps}
     deleted["audit_events"] = await delete_audit_events_before(db, now - settings.audit.retention_days * DAY)
