@@ -37,6 +37,13 @@ class CommandError(Exception):
     pass
 
 
+def configure_logging() -> None:
+    """What main() sets up, for the worker processes of ``serve --workers``."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # request lines add nothing the audit log lacks
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="op-proxy", description="A federating OpenID Connect provider.")
     parser.add_argument("--config", help="TOML config file (default: $OP_PROXY_CONFIG or conf/dev.toml)")
@@ -44,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve_cmd = commands.add_parser("serve", help="migrate the database, make a key if none, and serve")
     serve_cmd.add_argument("--bind", help="host:port (default: server.host and server.port)")
+    serve_cmd.add_argument("--workers", type=positive_int, default=1,
+                           help="processes serving on the same socket; one per core (default: 1)")
     serve_cmd.set_defaults(run=serve)
 
     init_cmd = commands.add_parser("init", help="migrate the database, sync config clients, make a signing key")
@@ -132,6 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError("must be a whole number, 1 or more")
+    return int(text)
+
+
 def keyring_for(settings):
     from op_proxy.services import keyring_for
 
@@ -145,17 +160,9 @@ def run(coro):
 # -- serve and init ------------------------------------------------------------------------------
 
 def serve(settings, args):
-    from hypercorn.asyncio import serve as hypercorn_serve
-    from hypercorn.config import Config
+    from op_proxy.serving import serve as serve_until_stopped
 
-    from op_proxy.app import create_app
-
-    config = Config()
-    config.bind = [args.bind or f"{settings.server.host}:{settings.server.port}"]
-    config.accesslog = None  # our own log lines never carry query strings (codes, tokens)
-    app = create_app(settings)
-    print(f"op-proxy: serving {settings.issuer} (config {settings.source}) on http://{config.bind[0]}", flush=True)
-    asyncio.run(hypercorn_serve(app, config))
+    return serve_until_stopped(settings, config_path=args.config, bind=args.bind, workers=args.workers)
 
 
 def init(settings, args):

@@ -36,6 +36,9 @@ class ServerSettings:
     # Reverse proxies whose X-Forwarded-For is believed (addresses or networks); none: the socket peer.
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
     metrics: bool = True  # Prometheus text at /metrics (counts only: nothing about a person)
+    graceful_timeout: int = 30  # on SIGTERM/SIGINT, seconds in-flight requests get to finish
+    read_timeout: int = 10  # seconds a request body may pause before the connection is dropped (408)
+    startup_timeout: int = 60  # seconds start-up may wait on the database (migrations) before giving up
 
 
 @dataclass(frozen=True)
@@ -413,6 +416,9 @@ def parse_server(r: _Reader) -> ServerSettings:
         default_locale=locale,
         trusted_proxies=parse_trusted_proxies(r),
         metrics=r.get("metrics", bool, True),
+        graceful_timeout=r.positive_int("graceful_timeout", 30),
+        read_timeout=r.positive_int("read_timeout", 10),
+        startup_timeout=r.positive_int("startup_timeout", 60),
     )
 
 

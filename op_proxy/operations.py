@@ -1,7 +1,10 @@
 """What operators and their monitoring ask of a running op-proxy: /healthz, /readyz and /metrics.
 
-Metrics are per process (as Prometheus expects of several processes behind one load balancer: scrape
-each); the figures that live in the shared database (active SSO sessions) are read at each scrape.
+Counts are per process (as Prometheus expects of several processes behind one load balancer: scrape
+each), except that the workers of one ``op-proxy serve --workers N`` add up: there prometheus_client's
+multiprocess mode keeps each worker's counts in files of PROMETHEUS_MULTIPROC_DIR (set by serve) and
+any worker's /metrics sums them. The figures that live in the shared database (active SSO sessions)
+and the signing key's age are read at each scrape.
 Labels hold only bounded, non-personal values: event names, outcomes, upstream names, route templates
 and status codes, never a client_id typed by a stranger, a sub or anything about a person.
 """
@@ -9,9 +12,12 @@ and status codes, never a client_id typed by a stranger, a sub or anything about
 from __future__ import annotations
 
 import logging
+import os
 import time
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 from quart import Blueprint, g, jsonify, request
 from sqlalchemy import func, select, text
 
@@ -26,9 +32,21 @@ EVENTS = Counter("op_proxy_events", "Audit events (sign-ins, token issuance, ref
 REQUESTS = Histogram("op_proxy_http_request_duration_seconds", "HTTP requests by route and status",
                      ["method", "route", "status"], registry=REGISTRY,
                      buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
-ACTIVE_SESSIONS = Gauge("op_proxy_active_sso_sessions", "SSO sessions not ended nor expired (all processes)",
-                        registry=REGISTRY)
-SIGNING_KEY_AGE = Gauge("op_proxy_signing_key_age_seconds", "Age of the key signing tokens now", registry=REGISTRY)
+# The workers of one serve --workers N: every worker's counts, read from their files at each scrape.
+COUNTS = REGISTRY
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    COUNTS = CollectorRegistry()
+    MultiProcessCollector(COUNTS)
+
+
+class Figures:
+    """Gauges computed at each scrape (the same whichever worker answers)."""
+
+    def __init__(self, families):
+        self.families = families
+
+    def collect(self):
+        return self.families
 
 blueprint = Blueprint("operations", __name__)
 
@@ -79,8 +97,15 @@ async def metrics():
         return jsonify({"error": "not_found"}), 404
     now = int(time.time())
     async with svc.db.session() as session:
-        ACTIVE_SESSIONS.set(await session.scalar(select(func.count()).select_from(SsoSession).where(
-            SsoSession.ended_at.is_(None), SsoSession.expires_at > now)) or 0)
+        active = await session.scalar(select(func.count()).select_from(SsoSession).where(
+            SsoSession.ended_at.is_(None), SsoSession.expires_at > now)) or 0
     key = svc.keyring.signing_key()
-    SIGNING_KEY_AGE.set(max(0, now - (key.signs_from or now)))
-    return generate_latest(REGISTRY), 200, {"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"}
+    figures = CollectorRegistry()
+    figures.register(Figures([
+        GaugeMetricFamily("op_proxy_active_sso_sessions", "SSO sessions not ended nor expired (all processes)",
+                          value=active),
+        GaugeMetricFamily("op_proxy_signing_key_age_seconds", "Age of the key signing tokens now",
+                          value=max(0, now - (key.signs_from or now))),
+    ]))
+    return (generate_latest(COUNTS) + generate_latest(figures), 200,
+            {"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"})
