@@ -34,7 +34,7 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 def serve(settings, *, config_path: str | None, bind: str | None = None, workers: int = 1) -> int:
     """Serve until SIGTERM/SIGINT; the process's exit code."""
-    prepare_before_serving(settings)
+    prepare_before_serving(settings, run_app_startup=workers > 1)
     config = hypercorn_config(settings, bind, workers)
     print(f"op-proxy: serving {settings.issuer} (config {settings.source}) on http://{config.bind[0]}"
           + (f" with {workers} workers" if workers > 1 else ""), flush=True)
@@ -46,9 +46,9 @@ def serve(settings, *, config_path: str | None, bind: str | None = None, workers
 
 # -- start-up ------------------------------------------------------------------------------------
 
-def prepare_before_serving(settings) -> None:
-    """Migrate the database and run the app's start-up (config clients, signing key) once, before any
-    worker starts, so that workers find everything in place and do not race to create it.
+def prepare_before_serving(settings, *, run_app_startup: bool) -> None:
+    """Migrate the database and, before several workers start, run the app's start-up (config clients,
+    signing key) once, so that the workers find everything in place and do not race to create it.
 
     It runs in a daemon thread and the main thread only waits, at most ``startup_timeout`` seconds
     and only until SIGTERM/SIGINT: a database that never answers cannot keep the process alive. On
@@ -60,7 +60,8 @@ def prepare_before_serving(settings) -> None:
             from op_proxy.storage.database import upgrade_schema
 
             upgrade_schema(settings.database_url)  # the first contact: where a silent database hangs
-            asyncio.run(run_app_startup(settings))
+            if run_app_startup:
+                asyncio.run(app_startup(settings))
             outcome["done"] = True
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread as is
             outcome["error"] = exc
@@ -90,7 +91,7 @@ def prepare_before_serving(settings) -> None:
         os._exit(1)
 
 
-async def run_app_startup(settings) -> None:
+async def app_startup(settings) -> None:
     from op_proxy.app import create_app
 
     app = create_app(settings)

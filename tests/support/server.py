@@ -98,8 +98,9 @@ def write_config(directory: Path, *, port: int, database_url: str, clients: list
 class OpProxyServer:
     """One ``op-proxy serve`` process. Several may share a database and a keys directory."""
 
-    def __init__(self, config_path: Path, port: int, env: dict | None = None):
+    def __init__(self, config_path: Path, port: int, env: dict | None = None, serve_args: tuple[str, ...] = ()):
         self.config_path, self.port = config_path, port
+        self.serve_args = tuple(serve_args)  # e.g. ("--workers", "2")
         self.issuer = f"http://127.0.0.1:{port}"
         self.base = f"http://127.0.0.1:{port}"  # where this process listens (the issuer may differ)
         self.env = {**os.environ, "OP_PROXY_CONFIG": str(config_path), **(env or {})}
@@ -108,7 +109,7 @@ class OpProxyServer:
 
     def start(self) -> OpProxyServer:
         self._log = self.log_path.open("ab")
-        self.process = subprocess.Popen([sys.executable, "-m", "op_proxy.cli", "serve"], cwd=ROOT, env=self.env,
+        self.process = subprocess.Popen([sys.executable, "-m", "op_proxy.cli", "serve", *self.serve_args], cwd=ROOT, env=self.env,
                                         stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
