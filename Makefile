@@ -1,11 +1,12 @@
-# op-proxy: `make run` serves the dev config at http://127.0.0.1:8080; `make test` runs the suite.
+# op-proxy: `make run` serves the dev config at http://127.0.0.1:8080; `make test` runs the suite;
+# `make bench` measures it beside oidc-provider and a Quart hello-world (needs wrk: apt-get install wrk).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.installed
 TESTING := $(VENV)/.installed-test
 
-.PHONY: run test lint install peers clean
+.PHONY: run test lint install peers bench clean
 
 $(RUNTIME): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +32,14 @@ peers: tests/peers/node_modules
 test: $(TESTING) peers
 	$(BIN)/pytest -q
 
+# Not part of `make test`. BENCH_ARGS="--quick" for a fast try, "--rounds 5" for more rounds.
+bench: $(RUNTIME) peers
+	@command -v wrk >/dev/null || { echo "make bench needs wrk (Debian/Ubuntu: apt-get install wrk)" >&2; exit 1; }
+	@command -v taskset >/dev/null || { echo "make bench needs taskset (Debian/Ubuntu: util-linux)" >&2; exit 1; }
+	$(BIN)/python bench/bench.py $(BENCH_ARGS)
+
 lint: $(TESTING)
-	$(BIN)/ruff check op_proxy admin tests examples
+	$(BIN)/ruff check op_proxy admin tests examples bench
 
 clean:
 	rm -rf $(VENV) var tests/peers/node_modules test-artifacts
