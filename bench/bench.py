@@ -430,11 +430,34 @@ async def sign_ins(server: Server, duration: float, concurrency: int) -> Result:
 # -- wrk -----------------------------------------------------------------------------------------
 
 REPORT_LUA = r"""
+local ffi = require("ffi")
+ffi.cdef[[ typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
+           int clock_gettime(int, bench_timespec *); ]]
+local clock = ffi.new("bench_timespec")
+function now()
+  ffi.C.clock_gettime(1, clock)  -- CLOCK_MONOTONIC
+  return tonumber(clock.tv_sec) + tonumber(clock.tv_nsec) * 1e-9
+end
+-- Each thread notes its first request and its last good answer: a row whose single-use tokens run out
+-- before the end of -d is measured over the time they lasted (wrk's own duration is always -d).
+first_at, last_at, good = 0, 0, 0
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function note_request() if first_at == 0 then first_at = now() end end
+function note_response(status) if status >= 200 and status < 400 then good = good + 1; last_at = now() end end
 function done(summary, latency, requests)
   local e = summary.errors
+  local first, last, ok = math.huge, 0, 0
+  for _, thread in ipairs(threads) do
+    local f, l = thread:get("first_at"), thread:get("last_at")
+    if f > 0 and f < first then first = f end
+    if l > last then last = l end
+    ok = ok + thread:get("good")
+  end
   io.write(string.format('BENCH {"requests": %d, "duration_us": %d, "errors": %d, "status_errors": %d, '
-    .. '"p50_us": %d, "p99_us": %d}\n', summary.requests, summary.duration,
-    e.connect + e.read + e.write + e.timeout, e.status, latency:percentile(50), latency:percentile(99)))
+    .. '"p50_us": %d, "p99_us": %d, "good": %d, "span_us": %d}\n', summary.requests, summary.duration,
+    e.connect + e.read + e.write + e.timeout, e.status, latency:percentile(50), latency:percentile(99),
+    ok, last > first and (last - first) * 1e6 or 0))
 end
 """
 
@@ -463,6 +486,7 @@ function init(args)
   wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
 end
 function request()
+  note_request()
   index = index + 1
   local token = tokens[index]
   if token == nil then
@@ -478,6 +502,7 @@ function request()
   return wrk.format(nil, nil, nil, body)
 end
 function response(status, headers, body)
+  note_response(status)
   if out and status == 200 then
     local refresh = string.match(body, '"refresh_token"%s*:%s*"([^"]+)"')
     if refresh then out:write(refresh, "\n") end
@@ -507,6 +532,8 @@ def wrk(server: Server, url: str, script: Path, *, duration: float, connections:
     spare = 0
     if single_use is not None:  # the bogus requests after the last token are expected errors
         spare = min(report["status_errors"], max(0, report["requests"] - single_use))
+        if spare and report["span_us"]:  # the tokens ran out before -d: the time they lasted
+            good, seconds = report["good"], report["span_us"] / 1e6
     load = (load_after.children_user + load_after.children_system
             - load_before.children_user - load_before.children_system)
     return Result(good / seconds, report["p50_us"] / 1000, report["p99_us"] / 1000,
@@ -683,6 +710,8 @@ def main(argv: list[str] | None = None) -> int:
                     result = wrk(server, server.base + "/", static, duration=plan.duration,
                                  connections=plan.connections)
                     collected.setdefault(("hello", "hello"), []).append(result)
+                    say(f"  hello: {number(result.rate)}/s p50 {result.p50:.1f} ms p99 {result.p99:.1f} ms"
+                        f" (server CPU {result.server_cpu:.0%}, load generator CPU {result.load_cpu:.0%})")
                     continue
                 rows = ["code", "refresh"] if server.name.endswith("--workers 2") else all_rows
                 for row, result in measure_provider(server, plan, work, rows).items():

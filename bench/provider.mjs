@@ -32,7 +32,59 @@ const person = {
   email_verified: true, preferred_username: 'bench',
 };
 
+// oidc-provider's quick-start memory adapter is an LRU of 1,000 entries: a bench's thousands of codes
+// and tokens would evict the session, the grant and the very tokens being measured. The same adapter
+// without the bound (a bench run is short; nothing expires while it lasts).
+const storage = new Map();
+const grantable = new Set(['AccessToken', 'AuthorizationCode', 'RefreshToken', 'DeviceCode',
+  'BackchannelAuthenticationRequest']);
+
+class MemoryAdapter {
+  constructor(model) { this.model = model; }
+
+  key(id) { return `${this.model}:${id}`; }
+
+  async destroy(id) { storage.delete(this.key(id)); }
+
+  async consume(id) {
+    const found = storage.get(this.key(id));
+    if (found) found.consumed = Math.floor(Date.now() / 1000);
+  }
+
+  async find(id) { return storage.get(this.key(id)); }
+
+  async findByUid(uid) {
+    const id = storage.get(`sessionUid:${uid}`);
+    return id ? this.find(id) : undefined;
+  }
+
+  async findByUserCode(userCode) {
+    const id = storage.get(`userCode:${userCode}`);
+    return id ? this.find(id) : undefined;
+  }
+
+  async upsert(id, payload) {
+    const key = this.key(id);
+    if (this.model === 'Session') storage.set(`sessionUid:${payload.uid}`, id);
+    const { grantId, userCode } = payload;
+    if (grantable.has(this.model) && grantId) {
+      const grantKey = `grant:${grantId}`;
+      const keys = storage.get(grantKey);
+      if (keys) keys.push(key); else storage.set(grantKey, [key]);
+    }
+    if (userCode) storage.set(`userCode:${userCode}`, id);
+    storage.set(key, payload);
+  }
+
+  async revokeByGrantId(grantId) {
+    const grantKey = `grant:${grantId}`;
+    for (const key of storage.get(grantKey) ?? []) storage.delete(key);
+    storage.delete(grantKey);
+  }
+}
+
 const configuration = {
+  adapter: MemoryAdapter,
   clients: [{
     client_id: 'demo',
     client_secret: 'demo-secret',

@@ -71,6 +71,7 @@ def discovery_requests_counted(server: OpProxyServer) -> float:
     return 0
 
 
+@pytest.mark.parametrize("database_url", ["sqlite", "mariadb"], indirect=True)
 def test_two_workers_both_answer_and_metrics_add_up_across_them(tmp_path, database_url, servers):
     # An operator runs one worker per core; Prometheus scrapes whichever worker takes the connection.
     server = start_server(tmp_path, database_url, "--workers", "2")
