@@ -538,7 +538,7 @@ def wrk(server: Server, url: str, script: Path, *, duration: float, connections:
             - load_before.children_user - load_before.children_system)
     return Result(good / seconds, report["p50_us"] / 1000, report["p99_us"] / 1000,
                   report["errors"] + report["status_errors"] - spare,
-                  (cpu_seconds(server.process.pid) - server_before) / elapsed, load / elapsed)
+                  (cpu_seconds(server.process.pid) - server_before) / elapsed, max(0.0, load) / elapsed)
 
 
 # -- one round -----------------------------------------------------------------------------------
@@ -617,11 +617,17 @@ def number(value: float) -> str:
     return f"{value:,.0f}" if value >= 100 else f"{value:,.1f}"
 
 
+def latencies(result: Result) -> str:
+    return f"{result.p50:.1f} / {result.p99:.1f}" if result.rate else "none answered"
+
+
 def print_table(collected: dict, rounds: int) -> None:
     med = {key: median_result(values) for key, values in collected.items()}
     hello = med.get(("hello", "hello"))
     print()
-    print(f"Median of {rounds} round(s); req/s (p50 / p99 ms); server and load generator CPU as a share of one core.")
+    print(f"Median of {rounds} round(s); req/s (p50 / p99 ms); server and load generator CPU as a share of one core;"
+          " ratio = op-proxy ÷ oidc-provider; ÷ hello = op-proxy ÷ the Quart hello-world's req/s. \"none answered\":"
+          " no response within the row's duration.")
     print()
     print("| row | op-proxy req/s | p50 / p99 ms | oidc-provider req/s | p50 / p99 ms | ratio | ÷ hello "
           "| op-proxy CPU / load gen CPU |")
@@ -632,7 +638,7 @@ def print_table(collected: dict, rounds: int) -> None:
             continue
         cells = [title]
         for result in (ours, theirs):
-            cells += [number(result.rate), f"{result.p50:.1f} / {result.p99:.1f}"] if result else ["–", "–"]
+            cells += [number(result.rate), latencies(result)] if result else ["–", "–"]
         cells.append(f"{ours.rate / theirs.rate:.2f}" if ours and theirs and theirs.rate else "–")
         cells.append(f"{ours.rate / hello.rate:.2f}" if ours and hello and hello.rate and key != "signin" else "")
         cells.append(f"{ours.server_cpu:.0%} / {ours.load_cpu:.0%}" if ours else "")
@@ -642,7 +648,7 @@ def print_table(collected: dict, rounds: int) -> None:
         if two:
             scale = f"{two.rate / one.rate:.2f} × one worker" if one and one.rate else ""
             print(f"| {title}, `serve --workers 2` on two cores | {number(two.rate)} | "
-                  f"{two.p50:.1f} / {two.p99:.1f} | | | {scale} | | {two.server_cpu:.0%} / {two.load_cpu:.0%} |")
+                  f"{latencies(two)} | | | {scale} | | {two.server_cpu:.0%} / {two.load_cpu:.0%} |")
     if hello:
         print(f"| Quart + hypercorn hello (the ceiling) | {number(hello.rate)} | {hello.p50:.1f} / {hello.p99:.1f} "
               f"| | | | | {hello.server_cpu:.0%} / {hello.load_cpu:.0%} |")

@@ -249,6 +249,11 @@ def test_a_request_body_that_stops_arriving_gets_a_408_and_its_connection_is_clo
     assert received.startswith(b"HTTP/1.1 408 ")
     assert json.loads(received.partition(b"\r\n\r\n")[2])["error"] == "invalid_request"
 
+    # Headers that stop half-way are dropped too (after hypercorn's keep-alive timeout), unanswered.
+    with socket.create_connection(("127.0.0.1", server.port), timeout=60) as half:
+        half.sendall(f"POST /token HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nContent-Ty".encode())
+        assert half.recv(65536) == b""
+
 
 def test_a_slow_upload_within_the_read_timeout_is_served(tmp_path, database_url, servers):
     # A pause shorter than server.read_timeout (default 10 s) is an ordinary slow network.
