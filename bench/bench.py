@@ -163,13 +163,29 @@ def bench_person_hash() -> tuple[str, str]:
     return hashed, f"argon2id m=1 MiB, t=1, p=1: {cost:.2f} ms per verification here"
 
 
-def start_op_proxy(directory: Path, person_hash: str, workers: int = 1, cores: str = SERVER_CORE) -> Server:
+def dev_config(cheap_demo_secret: bool) -> str:
+    """conf/dev.toml as shipped; with ``cheap_demo_secret`` the demo client's argon2 secret hash at
+    argon2's cheapest (how issue 9's first table looked at the provider's own cost)."""
+    text = (ROOT / "conf" / "dev.toml").read_text(encoding="utf-8")
+    if cheap_demo_secret:
+        from argon2 import PasswordHasher
+
+        cheap = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1).hash(CLIENT_SECRET)
+        text, changed = re.subn(r'^client_secret_hash = "\$argon2[^"]*"', f'client_secret_hash = "{cheap}"', text,
+                                count=1, flags=re.M)
+        if not changed:
+            say("bench: the demo client's secret in conf/dev.toml is no argon2 hash: --cheap-demo-secret does nothing")
+    return text
+
+
+def start_op_proxy(directory: Path, person_hash: str, workers: int = 1, cores: str = SERVER_CORE,
+                   cheap_demo_secret: bool = False) -> Server:
     port = free_port()
     name = "op-proxy" if workers == 1 else f"op-proxy --workers {workers}"
     home = directory / f"op-proxy-{workers}"
     home.mkdir()
     config = home / "bench.toml"
-    config.write_text((ROOT / "conf" / "dev.toml").read_text(encoding="utf-8") + f"""
+    config.write_text(dev_config(cheap_demo_secret) + f"""
 
 # make bench: a person whose password hash is cheap, so that a sign-in measures op-proxy, not argon2.
 [[upstreams.local.users]]
@@ -678,6 +694,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="one short round: a fast try, not a measurement")
     parser.add_argument("--check", action="store_true",
                         help="every row for about one second with few tokens: does the bench itself work")
+    parser.add_argument("--cheap-demo-secret", action="store_true",
+                        help="the demo client's secret hashed at argon2's cheapest (not the shipped config)")
     parser.add_argument("--only", choices=["op-proxy", "oidc-provider", "hello", "workers"], action="append",
                         help="measure only these (repeat); default all")
     args = parser.parse_args(argv)
@@ -694,6 +712,8 @@ def main(argv: list[str] | None = None) -> int:
         + (" (the machine is busy: figures will be low and noisy)" if load > 0.5 else ""))
     person_hash, cost = bench_person_hash()
     print(f"bench person '{BENCH_USER}': password hash {cost}")
+    print("op-proxy: conf/dev.toml " + ("with the demo client's secret hashed at argon2's cheapest"
+                                        if args.cheap_demo_secret else "as shipped"))
     all_rows = [key for key, _title in ROWS]
     collected: dict[tuple, list[Result]] = {}
     work = Path(tempfile.mkdtemp(prefix="op-proxy-bench-"))
@@ -702,11 +722,12 @@ def main(argv: list[str] | None = None) -> int:
         if "hello" in only:
             servers.append(start_hello(work))
         if "op-proxy" in only:
-            servers.append(start_op_proxy(work, person_hash))
+            servers.append(start_op_proxy(work, person_hash, cheap_demo_secret=args.cheap_demo_secret))
         if "oidc-provider" in only:
             servers.append(start_oidc_provider(work))
         if "workers" in only:
-            servers.append(start_op_proxy(work, person_hash, workers=2, cores=f"{SERVER_CORE},{LOAD_CORE}"))
+            servers.append(start_op_proxy(work, person_hash, workers=2, cores=f"{SERVER_CORE},{LOAD_CORE}",
+                                          cheap_demo_secret=args.cheap_demo_secret))
         for number_ in range(1, args.rounds + 1):
             for server in servers:
                 say(f"round {number_}/{args.rounds}: {server.name}")
