@@ -706,6 +706,7 @@ def main(argv: list[str] | None = None) -> int:
         args.rounds, plan.duration, plan.connections, plan.sign_in_concurrency, plan.first_batch = 1, 1, 4, 2, 20
     only = set(args.only or ["op-proxy", "oidc-provider", "hello", "workers"])
     check_tools()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the servers it started stop with it
 
     load = os.getloadavg()[0]
     say(f"bench: {os.cpu_count()} cores, load average {load:.2f}"
