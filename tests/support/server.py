@@ -109,8 +109,8 @@ class OpProxyServer:
 
     def start(self) -> OpProxyServer:
         self._log = self.log_path.open("ab")
-        self.process = subprocess.Popen([sys.executable, "-m", "op_proxy.cli", "serve", *self.serve_args], cwd=ROOT, env=self.env,
-                                        stdout=self._log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen([sys.executable, "-m", "op_proxy.cli", "serve", *self.serve_args], cwd=ROOT,
+                                        env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
