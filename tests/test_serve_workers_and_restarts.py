@@ -214,6 +214,7 @@ def test_a_start_up_waiting_on_a_silent_database_stops_when_asked(silent_databas
     held.close()
     assert process.returncode == 0
     assert err.strip().splitlines()[-1] == f"op-proxy: stopped ({stop.name}) during start-up; nothing was served"
+    assert "Traceback" not in err
 
 
 def test_a_start_up_waiting_on_a_silent_database_gives_up_with_one_clear_line(silent_database, tmp_path):
@@ -224,9 +225,10 @@ def test_a_start_up_waiting_on_a_silent_database_gives_up_with_one_clear_line(si
         if process.poll() is None:
             process.kill()
     assert process.returncode == 1
-    assert err.strip().splitlines() == [
+    assert err.strip().splitlines()[-1] == (
         "op-proxy: the database (mysql+aiomysql) did not answer within 2 s (server.startup_timeout); "
-        "is it running and reachable?"]
+        "is it running and reachable?")
+    assert "Traceback" not in err
     assert "op:op" not in out + err  # the URL's credentials stay out of it
 
 
