@@ -27,12 +27,15 @@ DISCOVERY = "/.well-known/openid-configuration"
 CHEAP_SECRET_HASH = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1).hash("demo-secret")
 
 
-def start_server(tmp_path, database_url, *serve_args, env=None) -> OpProxyServer:
+def start_server(servers, tmp_path, database_url, *serve_args, env=None) -> OpProxyServer:
+    """An op-proxy process, stopped after the test (also when it fails to become ready)."""
     port = free_port()
     clients = [{**client, "client_secret_hash": CHEAP_SECRET_HASH} if "client_secret_hash" in client else client
                for client in default_clients()]
     config = write_config(tmp_path, port=port, database_url=database_url, clients=clients)
-    return OpProxyServer(config, port, env=env, serve_args=serve_args).start()
+    server = OpProxyServer(config, port, env=env, serve_args=serve_args)
+    servers.append(server)
+    return server.start()
 
 
 @pytest.fixture
@@ -74,8 +77,7 @@ def discovery_requests_counted(server: OpProxyServer) -> float:
 @pytest.mark.parametrize("database_url", ["sqlite", "mariadb"], indirect=True)
 def test_two_workers_both_answer_and_metrics_add_up_across_them(tmp_path, database_url, servers):
     # An operator runs one worker per core; Prometheus scrapes whichever worker takes the connection.
-    server = start_server(tmp_path, database_url, "--workers", "2")
-    servers.append(server)
+    server = start_server(servers, tmp_path, database_url, "--workers", "2")
     deadline = time.monotonic() + 60
     while len(worker_pids(server)) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -143,8 +145,7 @@ def test_sigterm_while_fifty_token_requests_are_in_flight_answers_every_one(tmp_
     # A rolling restart: the operator's service manager sends SIGTERM while 50 applications are
     # exchanging codes, their requests still arriving over slow links (half the form is sent, the
     # rest a few seconds later: longer than the 3 s hypercorn gives in-flight requests by default).
-    server = start_server(tmp_path, database_url, "--workers", workers)
-    servers.append(server)
+    server = start_server(servers, tmp_path, database_url, "--workers", workers)
     codes = codes_for(server, 50)
     basic = base64.b64encode(b"demo:demo-secret").decode()
     connections = []
@@ -236,8 +237,7 @@ def test_a_start_up_waiting_on_a_silent_database_gives_up_with_one_clear_line(si
 
 def test_a_request_body_that_stops_arriving_gets_a_408_and_its_connection_is_closed(tmp_path, database_url,
                                                                                     servers):
-    server = start_server(tmp_path, database_url, env={"OP_PROXY_SERVER_READ_TIMEOUT": "1"})
-    servers.append(server)
+    server = start_server(servers, tmp_path, database_url, env={"OP_PROXY_SERVER_READ_TIMEOUT": "1"})
     slow = socket.create_connection(("127.0.0.1", server.port), timeout=60)
     slow.sendall((f"POST /token HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
                   "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 200\r\n\r\n"
@@ -259,8 +259,7 @@ def test_a_request_body_that_stops_arriving_gets_a_408_and_its_connection_is_clo
 
 def test_a_slow_upload_within_the_read_timeout_is_served(tmp_path, database_url, servers):
     # A pause shorter than server.read_timeout (default 10 s) is an ordinary slow network.
-    server = start_server(tmp_path, database_url)
-    servers.append(server)
+    server = start_server(servers, tmp_path, database_url)
     body = b"token=not-a-token"
     with socket.create_connection(("127.0.0.1", server.port), timeout=60) as slow:
         slow.sendall((f"POST /introspect HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
