@@ -17,13 +17,25 @@ from op_proxy.storage.models import AuditEvent
 log = logging.getLogger("op_proxy.audit")
 
 
+def entry(event: str, *, outcome: str = "success", client_id: str | None = None, sub: str | None = None,
+          upstream: str | None = None, ip: str | None = None, **detail) -> dict:
+    """An audit row's values, for a caller that writes it in its own transaction; ``announce`` it after."""
+    return {"at": int(time.time()), "event": event, "outcome": outcome, "client_id": client_id, "sub": sub,
+            "upstream": upstream, "ip": ip, "detail": mask_ids(detail)}
+
+
+def announce(values: dict) -> None:
+    """The metrics counter and the log line of an audit row that was written."""
+    count_event(values["event"], values["outcome"], values["upstream"])
+    fields = {"event": values["event"], "outcome": values["outcome"], "client": values["client_id"],
+              "upstream": values["upstream"], "sub": values["sub"], **values["detail"]}
+    log.info("audit %s", " ".join(f"{key}={loggable(value)}" for key, value in fields.items()))
+
+
 async def record(db, event: str, *, outcome: str = "success", client_id: str | None = None,
                  sub: str | None = None, upstream: str | None = None, ip: str | None = None,
                  **detail) -> None:
-    detail = mask_ids(detail)
-    count_event(event, outcome, upstream)
+    values = entry(event, outcome=outcome, client_id=client_id, sub=sub, upstream=upstream, ip=ip, **detail)
     async with db.transaction() as session:
-        session.add(AuditEvent(at=int(time.time()), event=event, outcome=outcome, client_id=client_id,
-                               sub=sub, upstream=upstream, ip=ip, detail=detail))
-    fields = {"event": event, "outcome": outcome, "client": client_id, "upstream": upstream, "sub": sub, **detail}
-    log.info("audit %s", " ".join(f"{key}={loggable(value)}" for key, value in fields.items()))
+        session.add(AuditEvent(**values))
+    announce(values)

@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--upstream", action="append", default=[], dest="allowed_upstreams")
     add.add_argument("--require-consent", action="store_true")
     add.add_argument("--require-pkce", action="store_true")
+    add.add_argument("--access-token-format", choices=["jwt", "opaque"], default="jwt",
+                     help="jwt: RFC 9068, verified by resource servers alone; opaque: checked by introspection")
     add.add_argument("--mode", default="oidc", choices=["oidc", "query_token"],
                      help="query_token: the old gateway's ?token= callback (prints the HS256 key once)")
     add.add_argument("--global-legacy-key", action="store_true", dest="legacy_use_global_key",
@@ -220,7 +222,7 @@ def clients_add(settings, args):
     fields = {k: getattr(args, k) for k in ("client_id", "name", "redirect_uris", "post_logout_redirect_uris",
                                             "token_endpoint_auth_method", "allowed_scopes", "allowed_upstreams")}
     fields.update(require_consent=args.require_consent, require_pkce=args.require_pkce, mode=args.mode,
-                  legacy_use_global_key=args.legacy_use_global_key)
+                  legacy_use_global_key=args.legacy_use_global_key, access_token_format=args.access_token_format)
     if args.jwks_file:
         with open(args.jwks_file) as handle:
             fields["jwks"] = json.load(handle)

@@ -85,6 +85,9 @@ class ClientSettings:
     id_token_lifetime: int | None = None
     refresh_token_lifetime: int | None = None
     php_session: dict | None = None
+    # "jwt": RFC 9068 access tokens resource servers verify alone; "opaque": random strings they
+    # introspect (RFC 7662), which saves a signature per token response.
+    access_token_format: str = "jwt"
 
 
 
@@ -499,8 +502,11 @@ def parse_client(r: _Reader, upstreams: dict, tokens: TokenSettings) -> ClientSe
         legacy_token_lifetime=r.positive_int("legacy_token_lifetime", 3600),
         legacy_default=r.get("legacy_default", bool, False),
         php_session=r.get("php_session", dict, None),
+        access_token_format=r.get("access_token_format", str, "jwt"),
         **{name: r.positive_int(name, None) for name in CLIENT_LIFETIMES},
     )
+    if fields["access_token_format"] not in ("jwt", "opaque"):
+        r.fail("access_token_format", '"jwt" (RFC 9068, the default) or "opaque"')
     if fields["mode"] != "oidc" and "token_endpoint_auth_method" not in r.table:
         fields["token_endpoint_auth_method"] = "none"  # a legacy app never calls the token endpoint
     legacy_key_env = r.get("legacy_key_env", str, None)

@@ -413,6 +413,32 @@ def test_a_code_is_refused_with_another_redirect_uri_than_the_authorization_requ
     assert_invalid_grant(demo.exchange(code, redirect_uri=OTHER_DEMO_CALLBACK))  # registered, but not used
 
 
+def test_a_mistyped_pkce_verifier_does_not_burn_the_code(server, person, demo):
+    """node-oidc-provider's order: a code is checked before it is consumed, so the application that
+    retries with the right verifier still gets its tokens, and they are not revoked as a replay."""
+    code = signed_in_code(person, demo)
+    assert_invalid_grant(demo.exchange(code, verifier="x" * 43))
+
+    redeemed = demo.exchange(code)
+
+    assert redeemed.status_code == 200, redeemed.text
+    assert demo.userinfo(redeemed.json()["access_token"]).status_code == 200
+    assert demo.refresh(redeemed.json()["refresh_token"]).status_code == 200
+
+
+def test_a_leaked_code_tried_by_another_application_leaves_the_real_redemption_working(server, person, demo):
+    code = signed_in_code(person, demo)
+    assert_invalid_grant(App(server, "second-app", SECOND_CALLBACK).exchange(code, redirect_uri=CALLBACK))
+    assert_invalid_grant(demo.exchange(code, redirect_uri=OTHER_DEMO_CALLBACK))
+
+    redeemed = demo.exchange(code)
+
+    assert redeemed.status_code == 200, redeemed.text
+    assert demo.userinfo(redeemed.json()["access_token"]).status_code == 200
+    assert_invalid_grant(demo.exchange(code))  # once redeemed, a second use still fails ...
+    assert demo.userinfo(redeemed.json()["access_token"]).status_code == 401  # ... and revokes what it gave
+
+
 # -- the token endpoint: client authentication and grant types ---------------------------------------
 
 def assert_invalid_client(response: httpx.Response) -> None:

@@ -20,7 +20,7 @@ from jwcrypto import jwt as jwcrypto_jwt
 from op_proxy.config import load_settings
 from tests.support.person import Arrival, Page, Person
 from tests.support.rp import discovery, verify_id_token
-from tests.support.server import DEMO_PROFILE, ROOT, default_clients
+from tests.support.server import DEMO_PROFILE, DEMO_SECRET_HASH, ROOT, default_clients
 
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 DEMO_HOME = "http://127.0.0.1:5000/"
@@ -177,6 +177,20 @@ def test_the_published_signing_keys_say_what_they_are_for_and_may_be_cached(serv
     max_age = [int(part.split("=")[1]) for part in cache_control.replace(" ", "").split(",")
                if part.startswith("max-age=")]
     assert max_age and max_age[0] > 0, cache_control
+
+
+def test_an_app_revalidates_discovery_and_the_keys_with_their_etag_and_gets_no_body_back(server):
+    metadata = discovery(server.issuer)
+    assert "version" not in metadata  # not an OIDC Discovery member (pyoidc's default "3.0")
+    for url in (server.issuer + "/.well-known/openid-configuration", metadata["jwks_uri"]):
+        first = httpx.get(url)
+        etag = first.headers["ETag"]
+
+        unchanged = httpx.get(url, headers={"If-None-Match": etag})
+        changed = httpx.get(url, headers={"If-None-Match": '"an-older-version"'})
+
+        assert unchanged.status_code == 304 and unchanged.content == b"" and unchanged.headers["ETag"] == etag
+        assert changed.status_code == 200 and changed.json() == first.json()
 
 
 # -- userinfo ------------------------------------------------------------------------------------------
@@ -354,6 +368,41 @@ def test_revoking_the_refresh_token_ends_the_whole_grant(server, person, app):
 
 def test_revoking_an_unknown_token_is_not_an_error(app):
     assert app.revoke("never-issued-token").status_code == 200
+
+
+# -- opaque access tokens, for a client whose resource servers introspect ---------------------------------
+
+OPAQUE_APP = {"client_id": "opaque-app", "name": "Introspects its tokens", "client_secret_hash": DEMO_SECRET_HASH,
+              "redirect_uris": ["http://127.0.0.1:5006/callback"], "access_token_format": "opaque"}
+
+
+def test_a_client_that_asked_for_opaque_access_tokens_gets_ones_that_work_until_revoked(make_server):
+    server = make_server(clients=default_clients() + [OPAQUE_APP])
+    app = App(server.issuer, "opaque-app", "http://127.0.0.1:5006/callback")
+    person = Person(server.issuer)
+    try:
+        tokens = app.sign_in(person)
+    finally:
+        person.close()
+    access_token = tokens["access_token"]
+    assert "." not in access_token, "a JWT was issued to a client that asked for opaque access tokens"
+    id_claims = verify_id_token(server.issuer, tokens["id_token"], "opaque-app")
+    digest = hashlib.sha256(access_token.encode()).digest()
+    assert id_claims["at_hash"] == base64.urlsafe_b64encode(digest[:16]).rstrip(b"=").decode()
+
+    assert userinfo(server.issuer, access_token).json()["sub"] == id_claims["sub"]
+    answer = app.introspect(access_token)
+    assert answer["active"] is True and answer["scope"] == "openid profile email"
+    assert answer["client_id"] == "opaque-app" and answer["sub"] == id_claims["sub"]
+    assert App(server.issuer, "second-app", "http://127.0.0.1:5002/callback").introspect(access_token) == {
+        "active": False}
+
+    refreshed = app.refresh(tokens["refresh_token"])
+    assert refreshed.status_code == 200 and "." not in refreshed.json()["access_token"]
+    assert app.revoke(access_token, hint="access_token").status_code == 200
+    assert app.introspect(access_token) == {"active": False}
+    assert userinfo(server.issuer, access_token).status_code == 401
+    assert userinfo(server.issuer, refreshed.json()["access_token"]).status_code == 200
 
 
 def test_an_app_cannot_revoke_another_apps_tokens(server, person, app, second_app):

@@ -21,11 +21,11 @@ EDITABLE_FIELDS = (
 
 
 async def find_client(db, client_id: str | None) -> Client | None:
-    if not client_id:
-        return None
-    async with db.session() as session:
-        client = await session.get(Client, client_id)
-    return client if client is not None and client.enabled else None
+    """An enabled client, kept in memory by each process (a change shows within
+    ``storage.caches.CHECK_EVERY`` seconds elsewhere, at once in the process that made it)."""
+    from op_proxy.storage.operations import get_client
+
+    return await get_client(db, client_id)
 
 
 async def list_clients(db) -> list[Client]:
@@ -121,6 +121,7 @@ async def create_client(db, fields: dict, data_key: bytes | None = None, limits=
         user_handler_secret=seal(data_key, fields.get("user_handler_secret")),
         access_token_lifetime=fields.get("access_token_lifetime"), id_token_lifetime=fields.get("id_token_lifetime"),
         refresh_token_lifetime=fields.get("refresh_token_lifetime"),
+        access_token_format=fields.get("access_token_format", "jwt"),
         created_at=now, updated_at=now,
     )
     async with db.transaction() as session:

@@ -5,21 +5,43 @@ A key's life is derived from two times and never stored as a status:
 - signs from ``signs_from`` (``publish_ahead`` later, so every cached JWKS already holds it),
 - retired when a newer key starts signing, and still published until every token it signed has
   expired (``retired_at + max_token_lifetime``); after that its file is removed.
-Every process reads the same directory, and notices a rotation by the list of key files in it.
+Every process reads the same directory, and notices a rotation at once by the directory's
+modification time (one ``stat`` per use; the files are listed again only when it changed).
+
+Tokens are signed and verified with ``cryptography`` key objects prepared once per key (RS256,
+RFC 7515 §5 and RFC 7518 §3.3), not re-parsed per signature.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
-from jwcrypto import jwk, jws, jwt
-from jwcrypto.common import JWException, json_encode
+import orjson
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+from jwcrypto import jwk, jwt
 
 from op_proxy.security import random_token
+
+# A directory changed this recently may change again within the file system's timestamp
+# granularity (a few milliseconds): list it again rather than trust an equal mtime.
+MTIME_SETTLE_NS = 1_000_000_000
+
+
+def b64url(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+def b64url_decode(data: str) -> bytes:
+    return base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
 
 
 @dataclass(frozen=True)
@@ -29,10 +51,26 @@ class SigningKey:
     signs_from: int
     jwk: jwk.JWK
     created_ns: int = 0  # orders keys made within the same second
+    _headers: dict = field(default_factory=dict, compare=False, repr=False)
 
     def public_jwk(self, algorithm: str) -> dict:
         public = self.jwk.export_public(as_dict=True)
         return {**public, "kid": self.kid, "use": "sig", "alg": algorithm}
+
+    @cached_property
+    def private_key(self):
+        return self.jwk.get_op_key("sign")
+
+    @cached_property
+    def public_key(self):
+        return self.jwk.get_op_key("verify")
+
+    def encoded_header(self, algorithm: str, typ: str) -> bytes:
+        """The protected header, serialized once per (key, typ)."""
+        header = self._headers.get(typ)
+        if header is None:
+            header = self._headers[typ] = b64url(orjson.dumps({"alg": algorithm, "kid": self.kid, "typ": typ}))
+        return header
 
 
 @dataclass(frozen=True)
@@ -57,13 +95,24 @@ class Keyring:
         self.max_token_lifetime = max_token_lifetime
         self._keys: list[SigningKey] = []
         self._loaded_names: list[str] | None = None
+        self._seen_mtime_ns: int | None = None
         self._secrets: dict[str, bytes] = {}
+        self._jwks_cache: tuple | None = None  # (keys, valid until, published keys, JWKS bytes)
 
     # -- reading -------------------------------------------------------------------------------
 
     def keys(self) -> list[SigningKey]:
-        """All keys on disk, oldest first; files are re-read only when the set of files changed
-        (a key file is written whole and renamed into place, and never changed afterwards)."""
+        """All keys on disk, oldest first. Adding or removing a key file changes the directory's
+        mtime, so one ``stat`` tells whether another process rotated; files are re-read only when
+        the set of files changed (a key file is written whole, renamed into place, never changed)."""
+        try:
+            mtime_ns = os.stat(self.directory).st_mtime_ns
+        except FileNotFoundError:
+            mtime_ns = None
+        if mtime_ns is not None and mtime_ns == self._seen_mtime_ns \
+                and time.time_ns() - mtime_ns > MTIME_SETTLE_NS:
+            return self._keys
+        self._seen_mtime_ns = mtime_ns
         names = sorted(path.name for path in self.directory.glob("*.jwk.json"))
         if names != self._loaded_names:
             loaded = (self._read(self.directory / name) for name in names)
@@ -114,6 +163,29 @@ class Keyring:
 
     def jwks(self) -> dict:
         return {"keys": [key.public_jwk(self.algorithm) for key in reversed(self.published())]}
+
+    def _published_now(self) -> tuple[list[SigningKey], bytes]:
+        """The published keys and their JWKS document, worked out again only when a key file
+        appears or goes, or when the clock passes the next moment a key starts signing or is
+        withdrawn (what ``states`` would say is the same until then)."""
+        now = time.time()
+        keys = self.keys()
+        cached = self._jwks_cache
+        if cached is not None and cached[0] is keys and now < cached[1]:
+            return cached[2], cached[3]
+        whole_second = int(now)
+        published = self.published(whole_second)
+        moments = [k.signs_from for k in keys if k.signs_from > whole_second]
+        moments += [s.published_until for s in self.states(whole_second)
+                    if s.published_until is not None and s.published_until > whole_second]
+        until = min(moments, default=whole_second + 60)
+        body = orjson.dumps({"keys": [key.public_jwk(self.algorithm) for key in reversed(published)]})
+        self._jwks_cache = (keys, until, published, body)
+        return published, body
+
+    def jwks_bytes(self) -> bytes:
+        """The JWKS document, serialized again only when the published keys change."""
+        return self._published_now()[1]
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -189,27 +261,35 @@ class Keyring:
     # -- using -----------------------------------------------------------------------------------
 
     def sign(self, claims: dict, *, typ: str = "JWT") -> str:
+        """A compact JWS (RFC 7515 §7.1), RS256 (RFC 7518 §3.3: RSASSA-PKCS1-v1_5 with SHA-256)."""
         key = self.signing_key()
-        header = {"alg": self.algorithm, "kid": key.kid, "typ": typ}
-        token = jws.JWS(json_encode(claims).encode())
-        token.add_signature(key.jwk, alg=self.algorithm, protected=json_encode(header))
-        return token.serialize(compact=True)
+        signing_input = key.encoded_header(self.algorithm, typ) + b"." + b64url(orjson.dumps(claims))
+        signature = key.private_key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
+        return (signing_input + b"." + b64url(signature)).decode("ascii")
 
     def verify(self, token: str) -> tuple[dict, dict]:
         """Signature check only (callers check the claims): returns (header, claims)."""
         try:
-            parsed = jws.JWS()
-            parsed.deserialize(token)
-            header = parsed.jose_header
-            if header.get("alg") != self.algorithm:
+            encoded_header, encoded_payload, encoded_signature = token.split(".")
+            header = orjson.loads(b64url_decode(encoded_header))
+            if not isinstance(header, dict) or header.get("alg") != self.algorithm:
                 raise InvalidToken("unexpected algorithm")
-            key = next((k for k in self.published() if k.kid == header.get("kid")), None)
+            if "crit" in header:  # RFC 7515 §4.1.11: we understand no extension
+                raise InvalidToken("unsupported critical header")
+            key = next((k for k in self._published_now()[0] if k.kid == header.get("kid")), None)
             if key is None:
                 raise InvalidToken("unknown key")
-            parsed.verify(key.jwk, alg=self.algorithm)
-            return header, json.loads(parsed.payload)
-        except (JWException, ValueError, TypeError) as exc:
-            raise InvalidToken(str(exc)) from None
+            key.public_key.verify(b64url_decode(encoded_signature),
+                                  f"{encoded_header}.{encoded_payload}".encode("ascii"),
+                                  padding.PKCS1v15(), hashes.SHA256())
+            claims = orjson.loads(b64url_decode(encoded_payload))
+        except InvalidToken:
+            raise
+        except (InvalidSignature, ValueError, TypeError, binascii.Error, UnicodeEncodeError) as exc:
+            raise InvalidToken(type(exc).__name__) from None
+        if not isinstance(claims, dict):
+            raise InvalidToken("the payload is not a JSON object")
+        return header, claims
 
 
 class InvalidToken(Exception):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from functools import lru_cache
 
+import orjson
 from oic.oic.message import ProviderConfigurationResponse
-from quart import Blueprint, jsonify
+from quart import Blueprint, Response, request
 
 from op_proxy.claims.release import SUPPORTED_CLAIMS, SUPPORTED_SCOPES
 from op_proxy.clients.authentication import ASSERTION_ALGORITHMS
@@ -58,22 +60,41 @@ def provider_metadata(issuer: str) -> dict:
         # pyoidc checks the required members and their types; it refuses the plain-http loopback
         # issuer of development, which the config only allows on 127.0.0.1/localhost.
         metadata.verify()
-    return metadata.to_dict()
+    document = metadata.to_dict()
+    document.pop("version", None)  # pyoidc's default, not an OIDC Discovery member
+    return document
+
+
+@lru_cache(maxsize=4)
+def provider_metadata_bytes(issuer: str) -> bytes:
+    return orjson.dumps(provider_metadata(issuer))
+
+
+def entity_tag(body: bytes) -> str:
+    return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+
+
+@lru_cache(maxsize=8)
+def prepared(body: bytes, cache_control: str) -> tuple[bytes, dict]:
+    """A public JSON document, serialized once, with an ETag for conditional requests (RFC 9110 §8.8.3)."""
+    return body, {"Content-Type": "application/json", "Cache-Control": cache_control,
+                  "Access-Control-Allow-Origin": "*", "ETag": entity_tag(body)}
+
+
+def public_document(body: bytes, cache_control: str) -> Response:
+    body, headers = prepared(body, cache_control)
+    if headers["ETag"] in request.headers.get("If-None-Match", ""):
+        return Response(b"", 304, headers)  # RFC 9110 §15.4.5: the same validators as a 200
+    return Response(body, 200, headers)
 
 
 @blueprint.route("/.well-known/openid-configuration")
 async def openid_configuration():
-    response = jsonify(provider_metadata(services().settings.issuer))
-    response.headers["Cache-Control"] = "public, max-age=300"
-    response.headers["Access-Control-Allow-Origin"] = "*"
-    return response
+    return public_document(provider_metadata_bytes(services().settings.issuer), "public, max-age=300")
 
 
 @blueprint.route("/jwks")
 async def jwks():
     svc = services()
-    response = jsonify(svc.keyring.jwks())
     # Cached no longer than a new key is published before it signs (keys.publish_ahead).
-    response.headers["Cache-Control"] = f"public, max-age={svc.settings.keys.jwks_max_age}"
-    response.headers["Access-Control-Allow-Origin"] = "*"
-    return response
+    return public_document(svc.keyring.jwks_bytes(), f"public, max-age={svc.settings.keys.jwks_max_age}")

@@ -6,18 +6,16 @@ A client learns about its own tokens only: for anyone else's, introspection answ
 
 from __future__ import annotations
 
-import time
-
 from quart import Blueprint, request
-from sqlalchemy import update
 
 from op_proxy import audit
 from op_proxy.clients.authentication import authenticate_client
 from op_proxy.errors import OAuthError
 from op_proxy.provider.responses import allow_registered_origins
-from op_proxy.provider.token import client_audiences, oauth_json, revoke_grant
+from op_proxy.provider.token import client_audiences, oauth_json
+from op_proxy.security import token_digest
 from op_proxy.services import services
-from op_proxy.storage.models import AccessToken
+from op_proxy.storage import operations
 from op_proxy.tokens.validation import active_access_token, active_refresh_token
 from op_proxy.web import client_ip
 
@@ -58,10 +56,11 @@ async def describe_access_token(svc, token: str) -> dict | None:
     active = await active_access_token(svc, token)
     if active is None:
         return None
-    claims, grant = active
+    claims, grant, _profile = active
     return {"active": True, "token_type": "Bearer", "scope": claims["scope"], "client_id": grant.client_id,
             "sub": grant.client_sub, "aud": claims["aud"], "iss": claims["iss"], "exp": claims["exp"],
-            "iat": claims["iat"], "jti": claims["jti"], "_grant_id": grant.id, "_kind": "access_token"}
+            "iat": claims["iat"], **({"jti": claims["jti"]} if "jti" in claims else {}),
+            "_jti": claims.get("jti") or token_digest(token), "_grant_id": grant.id, "_kind": "access_token"}
 
 
 async def describe_refresh_token(svc, token: str) -> dict | None:
@@ -71,7 +70,7 @@ async def describe_refresh_token(svc, token: str) -> dict | None:
     row, grant = active
     # No token_type: that names how an access token is used (RFC 7662 §2.2, RFC 6749 §7.1).
     return {"active": True, "scope": grant.scope, "client_id": grant.client_id,
-            "sub": grant.client_sub, "iss": svc.settings.issuer, "exp": row.expires_at, "iat": row.created_at,
+            "sub": grant.client_sub, "iss": svc.settings.issuer, "exp": row["expires_at"], "iat": row["created_at"],
             "_grant_id": grant.id, "_kind": "refresh_token"}
 
 
@@ -95,13 +94,11 @@ async def revoke():
         return oauth_json(exc.body(), exc.status, exc.headers)
     found = await describe(svc, form["token"], form.get("token_type_hint"))
     if found is not None and found["client_id"] == client.client_id:
+        entry = audit.entry("token_revoked", client_id=client.client_id, sub=found["sub"], ip=client_ip(),
+                            token_type=found["_kind"])
         if found["_kind"] == "refresh_token":
             # RFC 7009 §2.1: revoking a refresh token also ends the access tokens of its grant.
-            await revoke_grant(svc, found["_grant_id"], "revoked_by_client")
+            await operations.revoke_grant(svc.db, found["_grant_id"], "revoked_by_client", entry)
         else:
-            async with svc.db.transaction() as session:
-                await session.execute(update(AccessToken).where(AccessToken.jti == found["jti"])
-                                      .values(revoked_at=int(time.time())))
-        await audit.record(svc.db, "token_revoked", client_id=client.client_id, sub=found["sub"],
-                           ip=client_ip(), token_type=found["_kind"])
+            await operations.revoke_access_token(svc.db, found["_jti"], entry)
     return oauth_json({})

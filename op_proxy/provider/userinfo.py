@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-from quart import Blueprint, jsonify, request
+import orjson
+from quart import Blueprint, Response, jsonify, request
 
 from op_proxy.claims.release import release
 from op_proxy.provider.responses import allow_registered_origins
 from op_proxy.services import services
-from op_proxy.signin.sessions import account_by_sub
-from op_proxy.storage.models import Client
+from op_proxy.storage import operations
 from op_proxy.tokens.minting import app_user_claims
 from op_proxy.tokens.validation import active_access_token
 from op_proxy.web import NO_STORE
@@ -48,18 +48,14 @@ async def userinfo():
         return response
     if token == "":
         return bearer_challenge("invalid_request", "send the access token in one place only", 400)
-    active = await active_access_token(svc, token)
+    active = await active_access_token(svc, token, with_profile=True)
     if active is None:
         return bearer_challenge("invalid_token", "the access token is invalid, expired or revoked", 401)
-    claims, grant = active
-    if "openid" not in claims.get("scope", "").split():
+    claims, grant, profile = active
+    if not isinstance(claims.get("scope"), str) or "openid" not in claims["scope"].split():
         return bearer_challenge("insufficient_scope", "the openid scope is required", 403)
-    account = await account_by_sub(svc.db, grant.sub)
-    async with svc.db.session() as session:
-        client = await session.get(Client, grant.client_id)
+    client = await operations.get_client(svc.db, grant.client_id, enabled_only=False)
     requested = (grant.claims or {}).get("userinfo") or {}
-    body = {"sub": grant.client_sub, **release(account.profile, claims["scope"].split(), requested,
+    body = {"sub": grant.client_sub, **release(profile or {}, claims["scope"].split(), requested,
                                         client.allowed_scopes if client else ()), **app_user_claims(grant)}
-    response = jsonify(body)
-    response.headers.update(NO_STORE)
-    return response
+    return Response(orjson.dumps(body), 200, {"Content-Type": "application/json", **NO_STORE})

@@ -1,16 +1,34 @@
-"""The async engine, and Alembic migrations run from code (``op-proxy db upgrade`` and at start)."""
+"""The engines, and Alembic migrations run from code (``op-proxy db upgrade`` and at start).
+
+Two engines on one database: the async one for the pages and the admin panel (the ORM), and a
+synchronous one for the hot paths (``op_proxy.storage.operations``). An operation there is one
+function that reads, prepares what it will write (tokens signed), then writes in one short
+transaction (``Database.writing``). On MariaDB it runs in a worker thread: one hop per request
+instead of one per statement, fetch and commit. On SQLite, a local file whose point queries take
+microseconds, it runs on the event loop itself, and only when the file is busy (another process,
+or this one's worker threads, writing) is it retried in a thread that may wait for the lock.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from contextlib import asynccontextmanager
+import threading
+from contextlib import asynccontextmanager, contextmanager, nullcontext
 from pathlib import Path
 
-from sqlalchemy import event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import StaticPool
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+# A database that stops answering must cost a request seconds, not minutes: the request gets a
+# 503 and /readyz says "not ready" (MariaDB; SQLite is a local file).
+CONNECT_TIMEOUT = 3  # seconds to open a connection
+QUERY_TIMEOUT = 10  # seconds for one statement: the client gives up reading (and the server stops it)
+POOL_TIMEOUT = 5  # seconds to wait for a free pooled connection
 
 
 def prepare_sqlite_directory(url: str) -> None:
@@ -19,19 +37,49 @@ def prepare_sqlite_directory(url: str) -> None:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
 
 
+def synchronous_url(url: str):
+    """The same database through the synchronous driver: pysqlite for aiosqlite, PyMySQL for aiomysql."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    return parsed.set(drivername={"sqlite": "sqlite", "mysql": "mysql+pymysql"}.get(backend, backend))
+
+
 class Database:
     def __init__(self, url: str):
         self.url = url
         prepare_sqlite_directory(url)
-        is_sqlite = make_url(url).get_backend_name() == "sqlite"
-        options = {"pool_pre_ping": True} if not is_sqlite else {}
-        options["hide_parameters"] = True  # an error's message never carries what a person or upstream sent
-        if make_url(url).get_backend_name() == "mysql":
-            options["pool_recycle"] = 3600
-        self.engine = create_async_engine(url, **options)
-        if is_sqlite:
+        backend = make_url(url).get_backend_name()
+        self.is_sqlite = backend == "sqlite"
+        options, sync_options = {}, {}
+        if backend == "mysql":
+            # MariaDB's max_statement_time stops a runaway statement on the server side too.
+            init = f"SET SESSION max_statement_time={QUERY_TIMEOUT}"
+            options = {"pool_pre_ping": True, "pool_recycle": 3600, "pool_timeout": POOL_TIMEOUT,
+                       "connect_args": {"connect_timeout": CONNECT_TIMEOUT, "init_command": init}}
+            sync_options = {"pool_pre_ping": True, "pool_recycle": 3600, "pool_timeout": POOL_TIMEOUT,
+                            "connect_args": {"connect_timeout": CONNECT_TIMEOUT, "read_timeout": QUERY_TIMEOUT,
+                                             "write_timeout": QUERY_TIMEOUT, "init_command": init}}
+        elif self.is_sqlite:
+            sync_options = {"connect_args": {"check_same_thread": False}}
+        # Statement parameters hold codes' digests, profiles and national IDs: never in an error text.
+        self.engine = create_async_engine(url, hide_parameters=True, **options)
+        self.sync_engine = create_engine(synchronous_url(url), hide_parameters=True, **sync_options)
+        self.inline_engine = None
+        if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _tune_sqlite)
+            event.listen(self.sync_engine, "connect", _tune_sqlite)
+            # One connection, used only by the event loop's thread, that never waits for a lock.
+            self.inline_engine = create_engine(synchronous_url(url), hide_parameters=True, poolclass=StaticPool,
+                                               connect_args={"check_same_thread": False})
+            event.listen(self.inline_engine, "connect", _tune_sqlite_inline)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite has one writer at a time: the threads of this process queue on a lock rather than
+        # meet in SQLite's busy handler, which sleeps for milliseconds between retries.
+        self._write_lock = threading.Lock() if self.is_sqlite else nullcontext()
+        self._inline = threading.local()
+        from op_proxy.storage.caches import ProcessCaches
+
+        self.caches = ProcessCaches(self)
 
     @asynccontextmanager
     async def transaction(self):
@@ -41,8 +89,61 @@ class Database:
     def session(self) -> AsyncSession:
         return self.sessions()
 
+    async def run(self, operation, *args):
+        """``operation(connection, *args)``: what it wrote is committed when it returns, rolled back
+        when it raises. An operation may run twice on SQLite (inline, then in a thread if the file
+        was busy): everything before its ``writing`` block must be free of side effects."""
+        if self.inline_engine is not None:
+            try:
+                self._inline.active = True
+                return self._run_on(self.inline_engine, operation, *args)
+            except (OperationalError, SqliteBusy) as exc:
+                if not isinstance(exc, SqliteBusy) and "locked" not in str(exc.orig) and "busy" not in str(exc.orig):
+                    raise
+            finally:
+                self._inline.active = False
+        return await asyncio.to_thread(self.run_sync, operation, *args)
+
+    def run_sync(self, operation, *args):
+        return self._run_on(self.sync_engine, operation, *args)
+
+    @staticmethod
+    def _run_on(engine, operation, *args):
+        with engine.connect() as connection:
+            try:
+                result = operation(connection, *args)
+                connection.commit()
+            except BaseException:
+                connection.rollback()
+                raise
+            return result
+
+    @contextmanager
+    def writing(self, connection):
+        """The write part of an operation: one transaction, committed before the block ends."""
+        inline = getattr(self._inline, "active", False)
+        if inline and not self._write_lock.acquire(blocking=False):
+            raise SqliteBusy()  # a worker thread is writing: never block the event loop
+        with nullcontext() if inline else self._write_lock:
+            try:
+                yield connection
+                connection.commit()
+            except BaseException:
+                connection.rollback()
+                raise
+            finally:
+                if inline:
+                    self._write_lock.release()
+
+    async def ping(self) -> None:
+        """Raises unless the database answers, migrated, within the timeouts."""
+        await self.run(lambda connection: connection.execute(text("SELECT version_num FROM alembic_version")).all())
+
     async def close(self) -> None:
         await self.engine.dispose()
+        await asyncio.to_thread(self.sync_engine.dispose)
+        if self.inline_engine is not None:
+            self.inline_engine.dispose()
 
     async def upgrade(self) -> None:
         await asyncio.to_thread(upgrade_schema, self.url)
@@ -50,11 +151,24 @@ class Database:
 
 def _tune_sqlite(dbapi_connection, _record):
     # WAL lets several op-proxy processes read while one writes; busy_timeout makes them wait
-    # for each other instead of failing with "database is locked".
+    # for each other instead of failing with "database is locked". synchronous=NORMAL is safe in WAL
+    # (a power cut may lose the last commits, never corrupt) and saves an fsync per commit.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
+
+
+def _tune_sqlite_inline(dbapi_connection, record):
+    _tune_sqlite(dbapi_connection, record)
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=0")  # busy: retried in a thread, the event loop never sleeps
+    cursor.close()
+
+
+class SqliteBusy(Exception):
+    """The SQLite file is being written by someone else: retry where waiting is allowed."""
 
 
 def alembic_config(url: str):
@@ -71,3 +185,6 @@ def upgrade_schema(url: str, revision: str = "head") -> None:
 
     prepare_sqlite_directory(url)
     command.upgrade(alembic_config(url), revision)
+
+
+__all__ = ["Database"]

@@ -42,6 +42,8 @@ class Client(Base):
     id_token_lifetime: Mapped[int | None] = mapped_column(Integer)
     refresh_token_lifetime: Mapped[int | None] = mapped_column(Integer)
     legacy_default: Mapped[bool] = mapped_column(Boolean, default=False)  # login.php without client_id
+    # "jwt" (RFC 9068, also when None) or "opaque": a random string checked by digest, one signature fewer.
+    access_token_format: Mapped[str | None] = mapped_column(String(16))
     php_session: Mapped[dict | None] = mapped_column(JSON)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     # "config": kept in step with the config file at every start; "database": made by CLI or admin.
@@ -157,7 +159,8 @@ class RefreshToken(Base):
 
 
 class AccessToken(Base):
-    """Access tokens are self-contained JWTs; this row lets introspection and userinfo see revocation."""
+    """A JWT access token's row (keyed on its ``jti``) lets introspection and userinfo see revocation;
+    an opaque one's row (keyed on its digest) is all there is of it, so it also keeps its scope."""
 
     __tablename__ = "access_tokens"
 
@@ -166,6 +169,8 @@ class AccessToken(Base):
     client_id: Mapped[str] = mapped_column(NAME)
     expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
     revoked_at: Mapped[int | None] = mapped_column(BigInteger)
+    scope: Mapped[str | None] = mapped_column(Text)  # opaque tokens only
+    issued_at: Mapped[int | None] = mapped_column(BigInteger)  # opaque tokens only
 
 
 class Consent(Base):
@@ -175,6 +180,16 @@ class Consent(Base):
     sub: Mapped[str] = mapped_column(ID, primary_key=True)
     scopes: Mapped[list] = mapped_column(JSON)
     granted_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class CacheVersion(Base):
+    """Bumped by triggers on every change of a cached table (migration 0015): processes that keep the
+    table in memory compare it every few seconds."""
+
+    __tablename__ = "cache_versions"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)
 
 
 class UsedJti(Base):

@@ -1,4 +1,5 @@
-"""One place that writes tokens. Each mint stores what revocation and introspection need."""
+"""One place that makes tokens. Each mint returns the rows revocation and introspection need, for
+the caller's one transaction (``op_proxy.storage.operations.issue_tokens``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from dataclasses import dataclass
 
 from op_proxy.claims.release import release
 from op_proxy.security import left_half_hash, random_token, token_digest
-from op_proxy.storage.models import AccessToken, Grant, RefreshToken
+from op_proxy.storage.models import Grant
+
+ACCESS_TOKEN_FORMATS = ("jwt", "opaque")
 
 
 @dataclass
@@ -61,10 +64,17 @@ class TokenMinter:
         return Lifetimes(*(one(name) for name in ("access_token_lifetime", "id_token_lifetime",
                                                     "refresh_token_lifetime")))
 
-    def access_token(self, grant: Grant, now: int, lifetimes: Lifetimes) -> tuple[str, AccessToken]:
-        """RFC 9068: a JWT with ``typ: at+jwt`` that resource servers verify with our JWKS."""
-        jti = random_token(16)
+    def access_token(self, grant: Grant, now: int, lifetimes: Lifetimes, token_format: str | None = None
+                     ) -> tuple[str, dict]:
+        """RFC 9068: a JWT with ``typ: at+jwt`` that resource servers verify with our JWKS; or, for a
+        client that asked for it, an opaque random string its resource servers introspect (RFC 7662)
+        — one RSA signature fewer per token response."""
         expires_at = now + lifetimes.access_token_lifetime
+        if token_format == "opaque":
+            token = random_token(32)
+            return token, {"jti": token_digest(token), "grant_id": grant.id, "client_id": grant.client_id,
+                           "expires_at": expires_at, "scope": grant.scope, "issued_at": now}
+        jti = random_token(16)
         claims = {
             "iss": self.issuer, "sub": grant.client_sub, "aud": grant.client_id, "client_id": grant.client_id,
             "iat": now, "exp": expires_at, "jti": jti, "scope": grant.scope,
@@ -75,7 +85,7 @@ class TokenMinter:
         if grant.amr:
             claims["amr"] = grant.amr
         token = self.keyring.sign(claims, typ="at+jwt")
-        return token, AccessToken(jti=jti, grant_id=grant.id, client_id=grant.client_id, expires_at=expires_at)
+        return token, {"jti": jti, "grant_id": grant.id, "client_id": grant.client_id, "expires_at": expires_at}
 
     def id_token(self, grant: Grant, profile: dict, allowed_scopes, *, now: int, access_token: str,
                  nonce: str | None, lifetime: int) -> str:
@@ -96,23 +106,19 @@ class TokenMinter:
             claims["amr"] = grant.amr
         return self.keyring.sign(claims)
 
-    def refresh_token(self, grant: Grant, now: int, lifetime: int) -> tuple[str, RefreshToken]:
+    def refresh_token(self, grant: Grant, now: int, lifetime: int) -> tuple[str, dict]:
         token = random_token(32)
-        row = RefreshToken(token_digest=token_digest(token), grant_id=grant.id, client_id=grant.client_id,
-                           created_at=now, expires_at=now + lifetime)
-        return token, row
+        return token, {"token_digest": token_digest(token), "grant_id": grant.id, "client_id": grant.client_id,
+                       "created_at": now, "expires_at": now + lifetime}
 
-    def issue(self, session, grant: Grant, profile: dict, client, *, nonce: str | None = None,
-              with_refresh_token: bool = True) -> IssuedTokens:
-        """Mint a full token response for ``client`` and add the rows to the caller's transaction."""
+    def mint(self, grant: Grant, profile: dict, client, *, nonce: str | None = None) -> tuple[IssuedTokens, dict, dict]:
+        """A full token response for ``client``, and the access and refresh token rows to store with it."""
         now = int(time.time())
         lifetimes = self.lifetimes(client)
-        access_token, access_row = self.access_token(grant, now, lifetimes)
-        session.add(access_row)
-        refresh_token = None
-        if with_refresh_token:
-            refresh_token, refresh_row = self.refresh_token(grant, now, lifetimes.refresh_token_lifetime)
-            session.add(refresh_row)
+        token_format = getattr(client, "access_token_format", None)
+        access_token, access_row = self.access_token(grant, now, lifetimes, token_format)
+        refresh_token, refresh_row = self.refresh_token(grant, now, lifetimes.refresh_token_lifetime)
         id_token = self.id_token(grant, profile, client.allowed_scopes, now=now, access_token=access_token,
                                  nonce=nonce, lifetime=lifetimes.id_token_lifetime)
-        return IssuedTokens(access_token, lifetimes.access_token_lifetime, id_token, refresh_token, grant.scope)
+        issued = IssuedTokens(access_token, lifetimes.access_token_lifetime, id_token, refresh_token, grant.scope)
+        return issued, access_row, refresh_row
