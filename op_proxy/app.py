@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from quart import Quart, jsonify, redirect, request
 
-from op_proxy import i18n
+from op_proxy import branding, i18n, logs
 from op_proxy.clients.registry import seal_plaintext_api_secrets, sync_config_clients
 from op_proxy.config import Settings
 from op_proxy.errors import DATABASE_UNAVAILABLE, PageError
@@ -94,6 +94,7 @@ def create_app(settings: Settings) -> Quart:
 
     app = IssuerBoundQuart(__name__)
     app.issuer = settings.issuer
+    logs.register(app)  # first: every later hook and view logs with the request id
     app.jinja_env.add_extension("jinja2.ext.i18n")
     app.jinja_env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)
     app.extensions["op_proxy"] = svc = Services.build(settings)
@@ -101,6 +102,7 @@ def create_app(settings: Settings) -> Quart:
         app.register_blueprint(module.blueprint)
     callbacks.register(app, svc.connectors)
     admin.register(app)
+    branding.register(app, settings.branding, svc.db)
     background: list[asyncio.Task] = []
 
     @app.before_serving

@@ -162,8 +162,10 @@ def run(coro):
 # -- serve and init ------------------------------------------------------------------------------
 
 def serve(settings, args):
+    from op_proxy.logs import configure as configure_logs
     from op_proxy.serving import serve as serve_until_stopped
 
+    configure_logs(settings.logging)  # [logging] from the first line (migrations) on; workers do it again
     return serve_until_stopped(settings, config_path=args.config, bind=args.bind, workers=args.workers)
 
 

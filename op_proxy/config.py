@@ -7,6 +7,7 @@ the reason, so an admin never finds out about a typo from a failed login.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network, ip_network
@@ -181,6 +182,24 @@ class AuditSettings:
 
 
 @dataclass(frozen=True)
+class BrandingSettings:
+    """The organisation's face on every page a person sees (see op_proxy/branding.py)."""
+    name_th: str = ""
+    name_en: str = ""
+    logo: str | None = None  # a file, served at /branding/logo, or a URL under the issuer
+    primary_color: str = "#1f4e9c"  # buttons and links; white text on it must pass WCAG AA
+    support_email: str | None = None
+    support_phone: str | None = None
+    support_url: str | None = None
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    format: str = "text"  # "json": one object per line, for a log shipper
+    level: str = "INFO"
+
+
+@dataclass(frozen=True)
 class Settings:
     source: str
     server: ServerSettings
@@ -193,6 +212,8 @@ class Settings:
     admin: AdminPanelSettings = AdminPanelSettings()
     storage: StorageSettings = StorageSettings()
     audit: AuditSettings = AuditSettings()
+    branding: BrandingSettings = BrandingSettings()
+    logging: LoggingSettings = LoggingSettings()
 
     @property
     def issuer(self) -> str:
@@ -343,6 +364,8 @@ def parse_settings(raw: dict, source: str) -> Settings:
         admin=parse_admin(root.sub("admin"), upstreams),
         storage=parse_storage(root.sub("storage")),
         audit=parse_audit(root.sub("audit")),
+        branding=parse_branding(root.sub("branding"), server.issuer),
+        logging=parse_logging(root.sub("logging")),
     )
 
 
@@ -360,6 +383,44 @@ def parse_audit(r: _Reader) -> AuditSettings:
     if days < 1:
         r.fail("retention_days", "must be a number of days, at least 1 (the dashboard shows the last 24 hours)")
     return AuditSettings(retention_days=days)
+
+
+def parse_branding(r: _Reader, issuer: str) -> BrandingSettings:
+    from op_proxy.branding import LOGO_TYPES, contrast_with_white
+
+    logo = r.get("logo", str, None)
+    if logo and "://" in logo:
+        if not logo.startswith(issuer.rstrip("/") + "/"):
+            r.fail("logo", f"a logo URL must be under the issuer {issuer} (pages allow no other origin)")
+    elif logo:
+        path = Path(logo) if Path(logo).is_absolute() else Path(r.source).resolve().parent / logo
+        if path.suffix.lower() not in LOGO_TYPES:
+            r.fail("logo", f"must be one of {', '.join(sorted(LOGO_TYPES))} (or a URL under the issuer)")
+        if not path.is_file():
+            r.fail("logo", f"file not found: {path}")
+        logo = str(path)
+    color = r.get("primary_color", str, BrandingSettings.primary_color)
+    if not re.fullmatch(r"#[0-9a-fA-F]{6}", color):
+        r.fail("primary_color", f"must be a colour written #rrggbb, got {color!r}")
+    if (ratio := contrast_with_white(color)) < 4.5:
+        r.fail("primary_color", f"white text on {color} has contrast {ratio:.2f}:1; WCAG AA needs 4.5:1 "
+                                "(choose a darker colour)")
+    url = r.get("support_url", str, None)
+    if url and not url.startswith(("https://", "http://")):
+        r.fail("support_url", "must be an http(s) URL")
+    return BrandingSettings(name_th=r.get("name_th", str, ""), name_en=r.get("name_en", str, ""), logo=logo,
+                            primary_color=color.lower(), support_email=r.get("support_email", str, None),
+                            support_phone=r.get("support_phone", str, None), support_url=url)
+
+
+def parse_logging(r: _Reader) -> LoggingSettings:
+    form = r.get("format", str, "text")
+    if form not in ("text", "json"):
+        r.fail("format", f'must be "text" or "json", got {form!r}')
+    level = r.get("level", str, "INFO").upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        r.fail("level", f"must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
+    return LoggingSettings(format=form, level=level)
 
 
 def parse_admin(r: _Reader, upstreams: dict | None = None) -> AdminPanelSettings:

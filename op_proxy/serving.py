@@ -168,8 +168,10 @@ def run_worker(settings, config, sockets=None, shutdown_event=None) -> None:
     from hypercorn.utils import wrap_app
 
     from op_proxy.app import create_app
+    from op_proxy.logs import configure as configure_logs
 
     app = create_app(settings)
+    configure_logs(settings.logging, config)  # [logging] in this worker, hypercorn's own lines included
     stop: asyncio.Event | None = None
     parent = os.getppid()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from quart import Blueprint, redirect, request
 
 from op_proxy import audit
+from op_proxy.clients.registry import find_client
 from op_proxy.errors import PageError
 from op_proxy.i18n import gettext as _
 from op_proxy.services import Services, services
@@ -100,8 +101,9 @@ async def password_form(login_id: str, upstream: str):
     pending, connector = await pending_and_connector(svc, login_id, upstream)
     if not getattr(connector, "uses_password_form", False):
         raise PageError(_("Sign-in method not available"), _("This sign-in method has no password form."), 404)
+    client = await find_client(svc.db, pending.client_id)  # the page names the application that asks
     if request.method == "GET":
-        return await render_page("password.html", login_id=login_id, upstream=connector,
+        return await render_page("password.html", login_id=login_id, upstream=connector, client=client,
                                  username=pending.params.get("login_hint") or "", error=None)
     form = (await request.form).to_dict()
     try:
@@ -109,7 +111,7 @@ async def password_form(login_id: str, upstream: str):
     except LoginFailed:
         await audit.record(svc.db, "sign_in", outcome="failure", client_id=pending.client_id,
                            upstream=connector.name, ip=client_ip(), reason="wrong_password")
-        return await render_page("password.html", 401, login_id=login_id, upstream=connector,
+        return await render_page("password.html", 401, login_id=login_id, upstream=connector, client=client,
                                  username=form.get("username", ""),
                                  error=_("Wrong username or password. Try again."))
     try:
