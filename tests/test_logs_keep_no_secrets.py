@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from tests.support.person import Person
 from tests.support.rp import authlib_client, verify_id_token
@@ -12,8 +13,9 @@ THAID_APP = {"client_id": "thaid-app", "name": "Allowed the national ID", "clien
              "allowed_scopes": ["openid", "profile", "thaid"], "redirect_uris": ["http://127.0.0.1:5010/callback"]}
 
 
-def test_a_full_day_of_sign_ins_leaves_no_secret_in_the_log(make_server):
-    server = make_server(clients=default_clients() + [THAID_APP])
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_a_full_day_of_sign_ins_leaves_no_secret_in_the_log(make_server, log_format):
+    server = make_server(clients=default_clients() + [THAID_APP], extra=f'[logging]\nformat = "{log_format}"\n')
     app = authlib_client(server.issuer, "thaid-app", "demo-secret", "http://127.0.0.1:5010/callback",
                          scope="openid profile thaid")
     url, _ = app.create_authorization_url(server.url("/authorize"), code_verifier="p" * 43, nonce="nonce-log")
