@@ -8,6 +8,7 @@ the colour is served as a small stylesheet and the logo from a route of ours: no
 from __future__ import annotations
 
 import mimetypes
+import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -15,6 +16,7 @@ from quart import Quart, Response, request, send_file
 
 from op_proxy import i18n
 from op_proxy.config import BrandingSettings
+from op_proxy.errors import DATABASE_UNAVAILABLE
 from op_proxy.logs import current_request_id
 from op_proxy.storage.models import Client, PendingLogin
 
@@ -90,6 +92,8 @@ def register(app: Quart, settings: BrandingSettings, db) -> None:
     async def branding():
         async def way_back(client: Client | None = None) -> dict | None:
             """Name and address of the application to go back to, if one is known (error pages)."""
+            if client is None and isinstance(sys.exception(), DATABASE_UNAVAILABLE):
+                return None  # the page says the database is down: asking it again would only wait longer
             try:
                 client = client or await requesting_application(db)
             except Exception:  # the database is down: the page still shows, without the link

@@ -80,11 +80,13 @@ LANGUAGES = {
     "th": {"locale": "th-TH", "university": "มหาวิทยาลัยสงขลานครินทร์", "sign_in": "เข้าสู่ระบบ",
            "asks": "เพื่อเข้าใช้ ระบบทะเบียนนักศึกษา", "show": "แสดง", "hide": "ซ่อน", "allow": "อนุญาต",
            "back": "กลับไปที่ ระบบทะเบียนนักศึกษา", "reference": "รหัสอ้างอิง", "cancel": "ยกเลิก",
-           "sign_out": "ออกจากระบบ", "try_again": "ลองอีกครั้ง", "continue": "ดำเนินการต่อ"},
+           "sign_out": "ออกจากระบบ", "try_again": "ลองอีกครั้ง", "continue": "ดำเนินการต่อ",
+           "another_way": "เลือกวิธีเข้าสู่ระบบอื่น"},
     "en": {"locale": "en-US", "university": "Prince of Songkla University", "sign_in": "Sign in",
            "asks": "to continue to ระบบทะเบียนนักศึกษา", "show": "Show", "hide": "Hide", "allow": "Allow",
            "back": "Back to ระบบทะเบียนนักศึกษา", "reference": "Reference", "cancel": "Cancel",
-           "sign_out": "Sign out", "try_again": "Try again", "continue": "Continue"},
+           "sign_out": "Sign out", "try_again": "Try again", "continue": "Continue",
+           "another_way": "Choose another way to sign in"},
 }
 SCREENS = {"phone": {"viewport": PHONE, "is_mobile": True, "has_touch": True, "device_scale_factor": 2},
            "desktop": {"viewport": {"width": 1280, "height": 900}}}
@@ -136,6 +138,9 @@ async def test_every_page_a_student_sees_wears_the_university_and_is_readable(un
         await sees(page, camera, "password-shown")
         await page.get_by_role("button", name=words["sign_in"], exact=True).click()
         await expect(page.get_by_role("alert")).to_be_visible()
+        await expect(page.locator("#username")).to_have_value("demo")  # kept: only the password to type again
+        await expect(page.locator("#password")).to_be_focused()
+        await expect(page.get_by_role("link", name=words["another_way"])).to_be_visible()  # the chooser, as in Dex
         await sees(page, camera, "password-wrong")
         await page.locator("#password").fill("demo")
         await page.get_by_role("button", name=words["sign_in"], exact=True).click()

@@ -102,8 +102,10 @@ async def password_form(login_id: str, upstream: str):
     if not getattr(connector, "uses_password_form", False):
         raise PageError(_("Sign-in method not available"), _("This sign-in method has no password form."), 404)
     client = await find_client(svc.db, pending.client_id)  # the page names the application that asks
+    choose_another = len(await allowed_upstreams(svc, pending)) > 1 and not pending.params.get("idp_hint")
     if request.method == "GET":
         return await render_page("password.html", login_id=login_id, upstream=connector, client=client,
+                                 choose_another=choose_another,
                                  username=pending.params.get("login_hint") or "", error=None)
     form = (await request.form).to_dict()
     try:
@@ -112,7 +114,7 @@ async def password_form(login_id: str, upstream: str):
         await audit.record(svc.db, "sign_in", outcome="failure", client_id=pending.client_id,
                            upstream=connector.name, ip=client_ip(), reason="wrong_password")
         return await render_page("password.html", 401, login_id=login_id, upstream=connector, client=client,
-                                 username=form.get("username", ""),
+                                 choose_another=choose_another, username=form.get("username", ""),
                                  error=_("Wrong username or password. Try again."))
     try:
         return await flow.complete(svc, pending, login_id, identity, replayable=True)
