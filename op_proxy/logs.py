@@ -23,6 +23,9 @@ REQUEST_ID_HEADER = "X-Request-Id"
 SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{5,63}")
 
 _request_id: ContextVar[str | None] = ContextVar("op_proxy_request_id", default=None)
+# Whether this request wrote a log line yet (a one-item list, so the log filter can mark it).
+_request_logged: ContextVar[list | None] = ContextVar("op_proxy_request_logged", default=None)
+log = logging.getLogger("op_proxy.requests")
 
 
 def current_request_id() -> str | None:
@@ -41,22 +44,32 @@ def register(app) -> None:
     """Every request gets an id before anything logs, and hands it back in ``X-Request-Id``."""
     from quart import g, request
 
+    from op_proxy.masking import loggable
+
     @app.before_request
     async def take_request_id():
         g.request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
         _request_id.set(g.request_id)
+        _request_logged.set([False])
 
     @app.after_request
     async def echo_request_id(response):
         request_id = g.get("request_id") or current_request_id()
         if request_id:
             response.headers[REQUEST_ID_HEADER] = request_id
+            logged = _request_logged.get()
+            if response.status_code >= 400 and logged is not None and not logged[0]:
+                # Every refusal leaves at least one line, so the reference on any error page finds one.
+                log.info("answered status=%s method=%s path=%s", response.status_code, request.method,
+                         loggable(request.path))
         return response
 
 
 class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = _request_id.get()
+        if record.request_id and (logged := _request_logged.get()) is not None:
+            logged[0] = True
         return True
 
 
