@@ -179,8 +179,10 @@ def test_the_users_page_lists_php_session_people_and_an_admin_changes_a_role(mak
     database = sqlite3.connect(server.config_path.parent / "op-proxy.sqlite3")
     assert database.execute("SELECT role FROM users WHERE id = ?", (int(user_id),)).fetchone() == ("editor",)
     database.close()
-    assert admin_actions(server)[-1] == {"admin": "boss", "action": "user_role_changed", "user_id": int(user_id),
-                                         "role": "editor", "previous_role": "subscriber"}
+    last = admin_actions(server)[-1]
+    assert re.fullmatch(r"[0-9a-f]{12}", last.pop("request_id"))  # the reference of the admin's request
+    assert last == {"admin": "boss", "action": "user_role_changed", "user_id": int(user_id),
+                    "role": "editor", "previous_role": "subscriber"}
     assert 'value="editor"' in admin.http.get(server.url(changed.headers["location"])).text
     for someone in (admin, viewer):
         someone.close()
