@@ -24,11 +24,22 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # request lines add nothing the audit log lacks
     try:
         settings = None if args.run in (hash_password, clients_hash_secret) else load_settings(args.config)
+        if settings is not None and args.run not in (keys_list, keys_rotate):
+            check_database(settings.database_url)
         return args.run(settings, args) or 0
     except ConfigError as exc:
         print(f"op-proxy: configuration error in {exc.source}: {exc.key}: {exc.reason}", file=sys.stderr)
         return 2
     except CommandError as exc:
+        print(f"op-proxy: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        if not hasattr(args, "bind") or not is_listen_error(exc):
+            raise
+        bind = args.bind or f"{settings.server.host}:{settings.server.port}"
+        print(f"op-proxy: cannot listen on {bind}: {listen_problem(exc)}", file=sys.stderr)
+        return 1
+    except DatabaseError as exc:
         print(f"op-proxy: {exc}", file=sys.stderr)
         return 1
 
@@ -42,6 +53,71 @@ def configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # request lines add nothing the audit log lacks
+
+
+# -- what goes wrong before a command can start: one line that says what to do, no traceback ---------
+
+class DatabaseError(Exception):
+    pass
+
+
+def database_problem(url: str, error: Exception) -> DatabaseError:
+    """The driver's own words (never the statement or its parameters) and where the URL is set."""
+    from sqlalchemy.engine import make_url
+
+    orig = getattr(error, "orig", None) or error
+    words = " ".join(str(part) for part in getattr(orig, "args", ()) if part) or type(orig).__name__
+    shown = make_url(url).render_as_string(hide_password=True)
+    return DatabaseError(f"cannot use the database {shown}: {' '.join(words.split())}. Check [database] url "
+                         "(or OP_PROXY_DATABASE_URL): user, password, host, port and database name, and that "
+                         "the database server is running")
+
+
+def check_database(url: str) -> None:
+    """Connect once before a command starts: a wrong password or a stopped server is said in one line
+    (``serve`` would otherwise fail inside the web server's start-up, with two tracebacks)."""
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    if make_url(url).get_backend_name() == "sqlite":
+        return  # a file: op-proxy makes it; nothing to reach
+
+    async def connect():
+        engine = create_async_engine(url, hide_parameters=True)
+        try:
+            async with engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(connect())
+    except (SQLAlchemyError, OSError) as exc:
+        raise database_problem(url, exc) from None
+
+
+def is_listen_error(error: OSError) -> bool:
+    import errno
+    import socket
+
+    return isinstance(error, socket.gaierror) or error.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL,
+                                                                  errno.EACCES)
+
+
+def listen_problem(error: OSError) -> str:
+    import errno
+    import socket
+
+    if isinstance(error, socket.gaierror):
+        return "not a host:port this machine has (--bind 127.0.0.1:8080, or server.host and server.port)"
+    if error.errno == errno.EADDRINUSE:
+        return ("the port is in use by another process: stop it, or choose another port (--bind, or "
+                "server.port)")
+    if error.errno == errno.EACCES:
+        return "not allowed to use this port (ports below 1024 need privileges): choose a port above 1024"
+    return "this machine has no such address: use one of its own addresses (server.host, or --bind)"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,10 +6,12 @@ the reason, so an admin never finds out about a typo from a failed login.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field
+from contextvars import ContextVar
+from dataclasses import dataclass, field, fields, is_dataclass
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any
@@ -238,12 +240,22 @@ def load_settings(path: str | os.PathLike | None = None, environ: dict | None = 
         raise ConfigError(source, "-", "file not found (set OP_PROXY_CONFIG)") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, "-", f"not valid TOML: {exc}") from None
-    apply_environment_overrides(raw, environ)
-    return parse_settings(raw, source)
+    overrides = apply_environment_overrides(raw, environ)
+    return parse_settings(raw, source, overrides)
 
 
-def apply_environment_overrides(raw: dict, environ: dict) -> None:
+@dataclass
+class EnvironmentOverrides:
+    """Which keys ``OP_PROXY_*`` variables set (so a complaint names the variable, not the file), and
+    which tables only they made (``OP_PROXY_TEST_MARIADB_HOST`` is some other tool's, not a setting)."""
+
+    variables: dict[str, str] = field(default_factory=dict)  # "server.port" -> "OP_PROXY_SERVER_PORT"
+    made_tables: set[str] = field(default_factory=set)  # "test"
+
+
+def apply_environment_overrides(raw: dict, environ: dict) -> EnvironmentOverrides:
     """``OP_PROXY_SECTION_KEY`` (or ``OP_PROXY_A__B__C`` for deeper keys) replaces a file value."""
+    overrides = EnvironmentOverrides()
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
             continue
@@ -256,12 +268,16 @@ def apply_environment_overrides(raw: dict, environ: dict) -> None:
                 continue
             path = [section, key]
         node = raw
-        for part in path[:-1]:
+        for depth, part in enumerate(path[:-1]):
+            if part not in node:
+                overrides.made_tables.add(".".join(path[:depth + 1]))
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 break
         else:
             node[path[-1]] = coerce_like(node.get(path[-1]), value)
+            overrides.variables[".".join(path)] = name
+    return overrides
 
 
 class FromEnvironment(str):
@@ -302,21 +318,45 @@ def from_environment(value: FromEnvironment, kind: type | tuple) -> Any:
     return value
 
 
+@dataclass
+class _Parse:
+    """One reading of the file: every table read (to find the keys nobody read) and the overrides."""
+
+    overrides: EnvironmentOverrides
+    readers: list[_Reader] = field(default_factory=list)
+
+
+_parsing: ContextVar[_Parse | None] = ContextVar("op_proxy_config_parse", default=None)
+
+
+def complaint_source(source: str, key: str) -> str:
+    """Where a wrong value came from: the ``OP_PROXY_*`` variable that set it, else the file."""
+    parse = _parsing.get()
+    variable = parse and parse.overrides.variables.get(key)
+    return f"environment variable {variable}" if variable else source
+
+
 class _Reader:
-    """Reads one table of the file, naming ``file: key`` in every complaint."""
+    """Reads one table of the file, naming ``file: key`` in every complaint, and remembering which
+    keys it read: whatever else the table holds is a mistake (see ``refuse_unknown_keys``)."""
 
     def __init__(self, source: str, table: dict, prefix: str):
         if not isinstance(table, dict):
-            raise ConfigError(source, prefix, "must be a table")
+            raise ConfigError(complaint_source(source, prefix), prefix, "must be a table")
         self.source, self.table, self.prefix = source, table, prefix
+        self.read: set[str] = set()
+        if (parse := _parsing.get()) is not None:
+            parse.readers.append(self)
 
     def key(self, name: str) -> str:
         return f"{self.prefix}.{name}" if self.prefix else name
 
     def fail(self, name: str, reason: str):
-        raise ConfigError(self.source, self.key(name), reason)
+        key = self.key(name)
+        raise ConfigError(complaint_source(self.source, key), key, reason)
 
     def get(self, name: str, kind: type | tuple, default: Any = ..., required: bool = False):
+        self.read.add(name)
         if name not in self.table:
             if required or default is ...:
                 self.fail(name, "is required")
@@ -342,10 +382,76 @@ class _Reader:
         return tuple(value)
 
     def sub(self, name: str) -> _Reader:
+        self.read.add(name)
         return _Reader(self.source, self.table.get(name, {}), self.key(name))
 
 
-def parse_settings(raw: dict, source: str) -> Settings:
+# The dataclass whose fields a table's keys may be, by the table's place in the file ("clients[0]" is
+# "clients[]"): a key another part of op-proxy adds to a settings class is known here at once.
+TABLE_SETTINGS = {
+    "": ("Settings",), "server": ("ServerSettings",), "tokens": ("TokenSettings",), "keys": ("KeySettings",),
+    "legacy": ("LegacySettings",), "admin": ("AdminPanelSettings",), "clients[]": ("ClientSettings",),
+    "upstreams.*": ("UpstreamSettings", "OidcUpstreamSettings"), "upstreams.*.users[]": ("LocalUser",),
+}
+
+
+def settings_fields(prefix: str) -> set[str]:
+    """The field names of the settings dataclasses a table at ``prefix`` is read into."""
+    shape = re.sub(r"\[\d+\]", "[]", prefix)
+    shape = re.sub(r"^upstreams\.[^.]+", "upstreams.*", shape)
+    names = set()
+    for class_name in TABLE_SETTINGS.get(shape, ()):
+        model = globals()[class_name]
+        if is_dataclass(model):
+            names.update(f.name for f in fields(model))
+    return names
+
+
+def refuse_unknown_keys(parse: _Parse, sections_only: bool = False) -> None:
+    """A key no parser read and no settings class has is a typo (``[sever]``, ``acess_token_lifetime``):
+    stop with the file, the key, and the nearest key that exists. ``sections_only``: the top level only
+    (when reading stopped half-way, a table's later keys are unread, not unknown)."""
+    tables: dict[str, tuple[_Reader, set[str], set[str]]] = {}
+    for reader in parse.readers:
+        if sections_only and reader.prefix:
+            continue
+        first, present, known = tables.get(reader.prefix, (reader, set(), set()))
+        present.update(reader.table)
+        known.update(reader.read)
+        tables[reader.prefix] = (first, present, known)
+    for prefix, (reader, present, known) in tables.items():
+        known |= settings_fields(prefix)
+        if not prefix:  # Settings.database_url is the file's [database] url; Settings.source is no key
+            known = (known - {"source", "database_url"}) | {"database"}
+        for name in sorted(present - known, key=str):
+            if reader.key(name) in parse.overrides.made_tables:
+                continue  # an OP_PROXY_* variable of something else, not a setting
+            is_table = isinstance(reader.table.get(name), dict) and not prefix
+            candidates = sorted(known)
+            near = difflib.get_close_matches(str(name), candidates, n=1)
+            if is_table:
+                hint = f"; did you mean [{near[0]}]?" if near else ""
+                reader.fail(name, f"unknown section{hint}")
+            hint = f"did you mean {near[0]!r}?" if near else f"the settings here are {', '.join(candidates)}"
+            reader.fail(name, f"unknown setting; {hint}")
+
+
+def parse_settings(raw: dict, source: str, overrides: EnvironmentOverrides | None = None) -> Settings:
+    parse = _Parse(overrides or EnvironmentOverrides())
+    token = _parsing.set(parse)
+    try:
+        try:
+            settings = read_settings(raw, source)
+        except ConfigError:
+            refuse_unknown_keys(parse, sections_only=True)  # "[sever]" says more than "server.issuer: required"
+            raise
+        refuse_unknown_keys(parse)
+    finally:
+        _parsing.reset(token)
+    return settings
+
+
+def read_settings(raw: dict, source: str) -> Settings:
     root = _Reader(source, raw, "")
     server = parse_server(root.sub("server"))
     database = root.sub("database")

@@ -268,6 +268,14 @@ def mars_time(text: str) -> str:
     return text + '\n[admin]\ntimezone = "Mars/Olympus_Mons"\n'
 
 
+def misspelled_section(text: str) -> str:
+    return text.replace("[server]", "[sever]")
+
+
+def misspelled_key(text: str) -> str:
+    return text.replace("[tokens]\n", "[tokens]\nacess_token_lifetime = 300\n")
+
+
 def broken_toml(text: str) -> str:
     return text + '\nnote = "a string that never ends\n'
 
@@ -281,6 +289,13 @@ CONFIG_MISTAKES = {
                                    "clients[0].token_endpoint_auth_method", "client_secret_basic"),
     "password hash not argon2": (bcrypt_password, None, "upstreams.local.users[0].password_hash", "argon2"),
     "invalid TOML": (broken_toml, None, "-", "not valid TOML"),
+    # An admin who means to shorten access tokens must not find out weeks later that nothing changed.
+    "misspelled section": (misspelled_section, None, "sever", "unknown section; did you mean [server]?"),
+    "misspelled key": (misspelled_key, None, "tokens.acess_token_lifetime",
+                       "unknown setting; did you mean 'access_token_lifetime'?"),
+    "misspelled client key": (None, [{"client_id": "app", "client_secret_hash": DEMO_PASSWORD_HASH,
+                                      "redirect_uris": [APP_REDIRECT], "require_pkec": True}],
+                              "clients[0].require_pkec", "did you mean 'require_pkce'?"),
     "unknown panel time zone": (mars_time, None, "admin.timezone", "unknown time zone"),
     "client token lifetime above the server's": (None, [{"client_id": "app", "client_secret_hash": DEMO_PASSWORD_HASH,
                                                         "access_token_lifetime": 86400,
@@ -332,6 +347,69 @@ def test_op_proxy_server_issuer_is_validated_like_the_file(site):
 
     assert result.returncode == 2
     assert "server.issuer" in result.stderr and "loopback" in result.stderr
+
+
+def test_a_wrong_environment_override_is_blamed_on_the_variable_not_the_file(site):
+    """The file is fine; the deployment's variable is not. The admin is sent to the variable."""
+    wrong_type = site.run("init", env={"OP_PROXY_SERVER_PORT": "eighty"})
+    misspelled = site.run("init", env={"OP_PROXY_TOKENS_ACESS_TOKEN_LIFETIME": "300"})
+
+    assert wrong_type.returncode == 2 and "Traceback" not in wrong_type.stderr
+    assert wrong_type.stderr.strip() == ("op-proxy: configuration error in environment variable OP_PROXY_SERVER_PORT: "
+                                         "server.port: must be of type int, got 'eighty'")
+    assert misspelled.returncode == 2 and str(site.config) not in misspelled.stderr
+    assert "environment variable OP_PROXY_TOKENS_ACESS_TOKEN_LIFETIME: tokens.acess_token_lifetime: " \
+           "unknown setting; did you mean 'access_token_lifetime'?" in misspelled.stderr
+
+
+def test_variables_of_other_tools_that_share_the_prefix_do_not_stop_the_start(site):
+    succeeded(site.run("init", env={"OP_PROXY_TEST_MARIADB_HOST": "127.0.0.1"}))
+
+
+# -- the command line when something outside op-proxy is wrong ---------------------------------------
+
+def one_line_that_says_what_to_do(result: subprocess.CompletedProcess) -> str:
+    """The process failed with exactly one line of its own on stderr (log lines aside) and no traceback."""
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    said = [line for line in result.stderr.splitlines() if line.startswith("op-proxy:")]
+    others = [line for line in result.stderr.splitlines() if not line.startswith("op-proxy:")
+              and not re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ INFO ", line)]
+    assert len(said) == 1 and others == [], result.stderr
+    return said[0]
+
+
+def test_serve_on_a_port_another_process_holds_says_so_in_one_line(site):
+    import socket
+
+    with socket.socket() as other_process:
+        other_process.bind(("127.0.0.1", site.port))
+        other_process.listen()
+        said = one_line_that_says_what_to_do(site.run("serve"))
+
+    assert f"cannot listen on 127.0.0.1:{site.port}" in said and "in use by another process" in said
+
+
+def test_serve_bound_to_nonsense_says_what_a_bind_address_looks_like(site):
+    said = one_line_that_says_what_to_do(site.run("serve", "--bind", "nonsense"))
+
+    assert "cannot listen on nonsense" in said and "--bind 127.0.0.1:8080" in said
+
+
+@pytest.mark.parametrize("command", [("serve",), ("init",), ("clients", "list"), ("db", "upgrade")])
+def test_a_wrong_database_password_or_a_stopped_database_is_one_line_not_a_traceback(site, command):
+    from tests.support.databases import MARIADB_HOST, MARIADB_PORT, MARIADB_USER, mariadb_or_skip
+
+    mariadb_or_skip().close()
+    wrong_password = f"mysql+aiomysql://{MARIADB_USER}:not-the-password@{MARIADB_HOST}:{MARIADB_PORT}/op_proxy"
+    nobody_listens = f"mysql+aiomysql://{MARIADB_USER}:s3cret@127.0.0.1:{free_port()}/op_proxy"
+
+    denied = one_line_that_says_what_to_do(site.run(*command, env={"OP_PROXY_DATABASE_URL": wrong_password}))
+    unreachable = one_line_that_says_what_to_do(site.run(*command, env={"OP_PROXY_DATABASE_URL": nobody_listens}))
+
+    assert "Access denied" in denied and "Check [database] url (or OP_PROXY_DATABASE_URL)" in denied
+    assert "Can't connect" in unreachable and "the database server is running" in unreachable
+    assert "not-the-password" not in denied and "s3cret" not in unreachable  # the URL is shown, its password not
 
 
 def test_op_proxy_database_url_sends_init_to_another_database(site):
