@@ -183,7 +183,7 @@ def test_an_app_id_that_cannot_travel_in_a_url_is_refused(make_server):
     admin = signed_in_admin(server)
     for bad in ("a/b", "a b", "x?saved=1", "line\r\nbreak"):
         refused = register(admin, server, client_id=bad, redirect_uris=APP_REDIRECT)
-        assert refused.status_code == 400 and "client_id: letters, digits" in unescape(refused.text), bad
+        assert refused.status_code == 400 and "Client ID: letters, digits" in unescape(refused.text), bad
     assert shown_secret(register(admin, server, client_id="hr.portal@psu:v2", redirect_uris=APP_REDIRECT))
 
 
@@ -383,7 +383,7 @@ def test_a_lifetime_longer_than_the_server_s_is_refused_and_nothing_typed_is_los
     refused = register(admin, server, client_id="forever", redirect_uris=APP_REDIRECT,
                        access_token_lifetime="86400")
     assert refused.status_code == 400
-    assert "access_token_lifetime: at most 900 seconds" in unescape(refused.text)
+    assert "Access token lifetime: at most 900 seconds" in unescape(refused.text)
     assert 'value="forever"' in refused.text and 'value="86400"' in refused.text
     assert admin.http.get(server.url("/admin/clients/forever")).status_code == 404
 

@@ -6,12 +6,12 @@ import time
 from dataclasses import asdict
 
 from cryptography.fernet import InvalidToken
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 
 from op_proxy.clients.validation import validate_client_fields
 from op_proxy.config import ClientSettings
 from op_proxy.security import decrypt, encrypt, random_token, seal, secret_digest
-from op_proxy.storage.models import Client
+from op_proxy.storage.models import AccessToken, Client, Consent, Grant, RefreshToken
 
 EDITABLE_FIELDS = (
     "name", "redirect_uris", "post_logout_redirect_uris", "token_endpoint_auth_method", "jwks",
@@ -145,6 +145,20 @@ async def rotate_client_secret(db, client_id: str) -> str:
     return secret
 
 
+async def revoke_client_grants(session, client_id: str, reason: str, *, forget_consents: bool = False) -> None:
+    """End everything a client was ever given: its grants, access and refresh tokens (RFC 9700 §4.14),
+    and, when it is deleted, the consents people gave it."""
+    now = int(time.time())
+    await session.execute(update(Grant).where(Grant.client_id == client_id, Grant.revoked_at.is_(None))
+                          .values(revoked_at=now, revoked_reason=reason))
+    await session.execute(update(AccessToken).where(AccessToken.client_id == client_id,
+                                                    AccessToken.revoked_at.is_(None)).values(revoked_at=now))
+    await session.execute(update(RefreshToken).where(RefreshToken.client_id == client_id,
+                                                     RefreshToken.revoked_at.is_(None)).values(revoked_at=now))
+    if forget_consents:
+        await session.execute(delete(Consent).where(Consent.client_id == client_id))
+
+
 async def remove_client(db, client_id: str) -> None:
     async with db.transaction() as session:
         client = await session.get(Client, client_id)
@@ -153,6 +167,7 @@ async def remove_client(db, client_id: str) -> None:
         if client.source == "config":
             raise ValueError(f"client {client_id} is defined in the config file; remove it there")
         await session.delete(client)
+        await revoke_client_grants(session, client_id, "client_deleted", forget_consents=True)
 
 
 async def rotate_legacy_key(db, client_id: str, data_key: bytes) -> str:
