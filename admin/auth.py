@@ -8,7 +8,7 @@ import re
 import time
 
 from quart import g, redirect, request
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 
 from op_proxy import audit
 from op_proxy.i18n import gettext as _
@@ -30,6 +30,11 @@ ROLES = ("admin", "viewer")
 ADMIN_NAME = re.compile(r"[A-Za-z0-9._@-]{1,64}")  # no ":": "sso:" names belong to admins who sign in via SSO
 
 
+def sso_offered(svc) -> bool:
+    """Whether the sign-in page offers the organisation account (the SSO groups are configured)."""
+    return bool(svc.settings.admin.sso_admin_groups or svc.settings.admin.sso_viewer_groups)
+
+
 async def create_admin(db, username: str, password: str, role: str = "admin") -> Admin:
     if not ADMIN_NAME.fullmatch(username):
         raise ValueError("the username may hold letters, digits and . _ @ - (64 at most)")
@@ -40,8 +45,11 @@ async def create_admin(db, username: str, password: str, role: str = "admin") ->
     admin = Admin(username=username, password_hash=hash_secret(password), role=role, failed_attempts=0,
                   created_at=int(time.time()))
     async with db.transaction() as session:
-        if await session.scalar(select(Admin).where(Admin.username == username)):
-            raise ValueError(f"admin {username} already exists")
+        # "WATCHER" beside "watcher" would be two accounts people take for one: names differ by more than case.
+        taken = await session.scalar(select(Admin.username).where(func.lower(Admin.username) == username.lower()))
+        if taken:
+            raise ValueError(f"admin {taken} already exists" if taken == username
+                             else f"admin {taken} already exists (names differ by more than upper and lower case)")
         session.add(admin)
     return admin
 
@@ -183,17 +191,18 @@ def attach(bp) -> None:
         login_token = request.cookies.get(LOGIN_CSRF_COOKIE) or random_token(24)
         if request.method == "GET":
             response = await render_page("admin/login.html", csrf_token=login_token, error=None,
-                                         sso=bool(svc.settings.admin.sso_admin_groups
-                                                  or svc.settings.admin.sso_viewer_groups))
+                                         sso=sso_offered(svc))
             response.set_cookie(LOGIN_CSRF_COOKIE, login_token, **cookie_options(svc))
             return response
         form = await request.form
         if not csrf_ok(request.cookies.get(LOGIN_CSRF_COOKIE, ""), form):
-            return await render_page("admin/login.html", 400, csrf_token=login_token, sso=False,
+            return await render_page("admin/login.html", 400, csrf_token=login_token, sso=sso_offered(svc),
                                      error=_("The form had expired. Try again."))
         error = await check_password(svc, form.get("username", ""), form.get("password", ""))
         if error:
-            return await render_page("admin/login.html", 401, csrf_token=login_token, error=error, sso=False)
+            # A wrong password does not take the other way in away: the organisation account stays offered.
+            return await render_page("admin/login.html", 401, csrf_token=login_token, error=error,
+                                     sso=sso_offered(svc))
         async with svc.db.session() as session:
             admin = await session.scalar(select(Admin).where(Admin.username == form["username"]))
         return await start_admin_session(svc, admin, redirect("/admin/", 303))

@@ -19,12 +19,16 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import case, func, select
 
+from op_proxy import i18n
+from op_proxy.i18n import N_
 from op_proxy.storage.models import AdminSession, AuditEvent, Client, SsoSession
 
 WINDOW = 24 * 3600
 HOURS = 24
 POLL_SECONDS = 2.0
 KEEP_ALIVE_SECONDS = 15.0
+# Sign-ins the panel itself starts, under a client_id no application has: named for people.
+PANEL_CLIENTS = {"(admin panel)": N_("(admin panel)"), "(admin test)": N_("(admin test)")}
 
 
 def _tally(rows) -> dict:
@@ -52,6 +56,9 @@ async def figures(svc, now: int | None = None, locale: str = "th") -> dict:
         per_upstream = (await session.execute(
             select(AuditEvent.upstream, successes, failures).where(*sign_ins).group_by(AuditEvent.upstream))).all()
         names = dict((await session.execute(select(Client.client_id, Client.name))).all())
+        # The panel's own failed sign-ins, counted as the audit log lists them (admin_sign_in rows).
+        admin_failures = await session.scalar(select(func.count()).select_from(AuditEvent).where(
+            AuditEvent.event == "admin_sign_in", AuditEvent.outcome == "failure", AuditEvent.at > since))
         active = await session.scalar(select(func.count()).select_from(SsoSession).where(
             SsoSession.ended_at.is_(None), SsoSession.expires_at > now))
 
@@ -68,7 +75,9 @@ async def figures(svc, now: int | None = None, locale: str = "th") -> dict:
         found = [{key: name, "name": label(name), **counts} for name, counts in tally.items()]
         return sorted(found, key=lambda item: (-(item["success"] + item["failure"]), item[key] or ""))
 
-    clients = ranked(_tally(per_client), "client_id", lambda client_id: names.get(client_id) or client_id)
+    i18n.set_locale(locale)
+    clients = ranked(_tally(per_client), "client_id", lambda client_id: names.get(client_id) or (
+        i18n.gettext(PANEL_CLIENTS[client_id]) if client_id in PANEL_CLIENTS else client_id))
     upstreams = ranked(_tally(per_upstream), "upstream", lambda name: upstream_label(svc, name, locale))
     succeeded = sum(bucket["success"] for bucket in hours)
     failed = sum(bucket["failure"] for bucket in hours)
@@ -79,6 +88,7 @@ async def figures(svc, now: int | None = None, locale: str = "th") -> dict:
         "failures_24h": failed,
         "attempts_24h": attempts,
         "failure_rate": round(failed / attempts, 4) if attempts else None,
+        "admin_failures_24h": int(admin_failures or 0),
         "active_sessions": int(active or 0),
         "hours": hours,
         "clients": clients,

@@ -62,6 +62,7 @@ def attach(bp) -> None:
     async def keys_retire():
         keyring = services().keyring
         retiring = await asyncio.to_thread(lambda: keyring.signing_key().kid)
-        key = await asyncio.to_thread(keyring.rotate, immediately=True)
+        # The key already published as "next" takes over; a new one only when none is waiting.
+        key = await asyncio.to_thread(keyring.promote_next) or await asyncio.to_thread(keyring.rotate, immediately=True)
         await record_admin_action("signing_key_retired_now", kid=key.kid, retired_kid=retiring)
         return redirect(f"/admin/keys?done=retired&kid={key.kid}", 303)

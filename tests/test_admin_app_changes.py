@@ -240,3 +240,53 @@ def test_a_php_session_app_is_not_shown_a_client_secret_it_never_uses(make_serve
                           php_save_handler="files", php_save_path=str(tmp_path))
     assert registered.status_code == 303 and "secret-value" not in registered.text
     assert "/admin/clients/shop/rotate/secret" not in admin.http.get(server.url("/admin/clients/shop")).text
+
+
+# -- the panel's own accounts and figures ------------------------------------------------------------
+
+def test_an_admin_name_that_differs_only_by_case_is_refused(make_server):
+    """"WATCHER" beside "watcher" would be two accounts that everyone takes for one."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.support.admin import create_admin
+    from tests.support.server import ROOT
+
+    server = make_server()
+    create_admin(server, "watcher", role="viewer")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("OP_PROXY_")}
+    second = subprocess.run([sys.executable, "-m", "op_proxy.cli", "--config", str(server.config_path), "admins",
+                             "create", "WATCHER"], input="correct horse battery staple\n", text=True, env=env,
+                            capture_output=True, cwd=ROOT, timeout=120)
+    assert second.returncode == 1
+    assert second.stderr.strip() == ("op-proxy: admin watcher already exists "
+                                     "(names differ by more than upper and lower case)")
+
+
+def test_the_organisation_account_stays_offered_after_a_wrong_password(make_server):
+    from tests.support.admin import create_admin, try_password
+
+    server = make_server(extra='[admin]\nsso_admin_groups = ["op-proxy-admins"]\n')
+    create_admin(server, "boss")
+    browser = httpx.Client(base_url=server.base, headers={"Accept-Language": "en"}, timeout=15)
+    assert 'href="/admin/login/sso"' in browser.get("/admin/login").text
+
+    wrong = try_password(browser, "boss", "not the password")
+
+    assert wrong.status_code == 401 and 'href="/admin/login/sso"' in wrong.text
+
+
+def test_the_dashboard_counts_the_failed_admin_sign_ins_the_audit_log_lists(make_server):
+    from tests.support.admin import try_password
+
+    server = make_server()
+    admin = signed_in_admin(server)
+    guesser = httpx.Client(base_url=server.base, timeout=15)
+    for name in ("boss", "boss", "root", "administrator"):
+        assert try_password(guesser, name, "a guess at the password").status_code == 401
+
+    figures = admin.http.get(server.url("/admin/dashboard.json")).json()
+    listed = admin.http.get(server.url("/admin/audit"), params={"event": "admin_sign_in", "outcome": "failure"})
+    assert figures["admin_failures_24h"] == 4 == len(re.findall(r'<tr class="audit-row', listed.text)), listed.text
+    assert 'id="admin-failures-24h">4<' in admin.http.get(server.url("/admin/")).text

@@ -472,3 +472,26 @@ async def test_every_page_of_the_menu_opens_in_thai_and_english_without_a_script
             await expect(page.locator("html")).to_have_attribute("lang", language)
             await camera.shot(page, f"{language}-{MENU_EN[menu.index(name)].lower().replace(' ', '-')}")
     assert problems == [] and dialogs == []
+
+
+CONTRAST_OF = """(element) => {
+  const channel = (value) => { value /= 255; return value <= 0.03928 ? value / 12.92 : ((value + 0.055) / 1.055) ** 2.4; };
+  const luminance = (css) => { const [r, g, b] = css.match(/\\d+(\\.\\d+)?/g).map(Number);
+    return 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b); };
+  let node = element, background = "rgba(0, 0, 0, 0)";
+  while (node && /rgba\\(0, 0, 0, 0\\)|transparent/.test(background)) { background = getComputedStyle(node).backgroundColor; node = node.parentElement; }
+  const [a, b] = [luminance(getComputedStyle(element).color), luminance(background)];
+  return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+}"""
+
+
+async def test_the_yellow_rotate_buttons_are_readable_to_someone_with_low_vision(admin_server, open_page, camera):
+    """WCAG 2.1 AA: text needs a 4.5:1 contrast with what is behind it."""
+    add_client(admin_server, "hr-portal", THAI_NAME)
+    page = await open_page(admin_server)
+    await sign_in(page, camera, "alice")
+    await page.goto("/admin/clients/hr-portal")
+    button = page.get_by_role("button", name="เปลี่ยน client secret")
+    await expect(button).to_be_visible()
+    await camera.shot(page, "rotate-button")
+    assert await button.evaluate(CONTRAST_OF) >= 4.5

@@ -219,6 +219,7 @@ def test_every_panel_page_forbids_inline_script_and_is_never_cached(make_server)
         assert page.status_code == 200, path
         policy = page.headers["content-security-policy"]
         assert "script-src 'self'" in policy and "unsafe-inline" not in policy, path
+        assert "form-action 'self'" in policy, path  # a planted form cannot post the panel's data elsewhere
         assert page.headers["cache-control"] == "no-store", path
         inline_scripts = [tag for tag in re.findall(r"<script\b[^>]*>", page.text) if "src=" not in tag]
         assert inline_scripts == [], path

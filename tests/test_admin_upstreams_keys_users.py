@@ -125,15 +125,21 @@ def test_keys_rotate_now_publishes_and_retire_now_switches_only_for_admins_with_
     shown = admin.http.get(server.url(rotated.headers["location"])).text
     assert second_kid in shown and "New key" in shown
 
+    # Retire now: the key every app has already fetched as "next" takes over, rather than a new key
+    # no cached JWKS holds yet (and two keys left queued).
     retired = post_form(admin, server.url("/admin/keys"), "/admin/keys/retire")
     assert retired.status_code == 303
-    kids = published_kids(server)
-    (third_kid,) = set(kids) - {first_kid, second_kid}
-    assert first_kid in kids  # still published: tokens it signed have not expired
+    assert sorted(published_kids(server)) == sorted([first_kid, second_kid])  # the old one stays for its tokens
+    assert kid_of(demo_id_token(server)) == second_kid
+    assert second_kid in admin.http.get(server.url(retired.headers["location"])).text
+    # With no key waiting, retiring again makes a new one that signs at once.
+    post_form(admin, server.url("/admin/keys"), "/admin/keys/retire")
+    (third_kid,) = set(published_kids(server)) - {first_kid, second_kid}
     assert kid_of(demo_id_token(server)) == third_kid
 
     actions = admin_actions(server)
-    assert [a["action"] for a in actions] == ["signing_key_rotated", "signing_key_retired_now"]
+    assert [a["action"] for a in actions] == ["signing_key_rotated", "signing_key_retired_now",
+                                              "signing_key_retired_now"]
     assert {a["admin"] for a in actions} == {"boss"} and actions[0]["kid"] == second_kid
     for person in (admin, viewer):
         person.close()
@@ -160,6 +166,8 @@ def test_the_users_page_lists_php_session_people_and_an_admin_changes_a_role(mak
     listing = admin.http.get(server.url("/admin/users"))
     assert listing.status_code == 200 and "สมชาย ใจดี" in listing.text and "subscriber" in listing.text
     assert "1100700000019" not in listing.text
+    assert 'id="user-total">1 คน<' in listing.text
+    assert 'id="user-total">1 person<' in viewer.http.get(server.url("/admin/users")).text  # not "1 people"
     user_id = re.search(r'<tr id="user-(\d+)">', listing.text).group(1)
     found = admin.http.get(server.url("/admin/users"), params={"q": "somchai.j@"}).text
     assert f'id="user-{user_id}"' in found

@@ -94,7 +94,7 @@ class Keyring:
         self.publish_ahead = publish_ahead
         self.max_token_lifetime = max_token_lifetime
         self._keys: list[SigningKey] = []
-        self._loaded_names: list[str] | None = None
+        self._loaded_names: list[tuple[str, int]] | None = None
         self._seen_mtime_ns: int | None = None
         self._secrets: dict[str, bytes] = {}
         self._jwks_cache: tuple | None = None  # (keys, valid until, published keys, JWKS bytes)
@@ -104,7 +104,8 @@ class Keyring:
     def keys(self) -> list[SigningKey]:
         """All keys on disk, oldest first. Adding or removing a key file changes the directory's
         mtime, so one ``stat`` tells whether another process rotated; files are re-read only when
-        the set of files changed (a key file is written whole, renamed into place, never changed)."""
+        a file or its modification time changed (a key file is written whole and renamed into place;
+        only ``promote_next`` rewrites one)."""
         try:
             mtime_ns = os.stat(self.directory).st_mtime_ns
         except FileNotFoundError:
@@ -113,9 +114,10 @@ class Keyring:
                 and time.time_ns() - mtime_ns > MTIME_SETTLE_NS:
             return self._keys
         self._seen_mtime_ns = mtime_ns
-        names = sorted(path.name for path in self.directory.glob("*.jwk.json"))
+        # Names and modification times: ``promote_next`` rewrites a file in place.
+        names = sorted(_name_and_version(path) for path in self.directory.glob("*.jwk.json"))
         if names != self._loaded_names:
-            loaded = (self._read(self.directory / name) for name in names)
+            loaded = (self._read(self.directory / name) for name, _version in names)
             self._keys = sorted((key for key in loaded if key is not None),
                                 key=lambda k: (k.signs_from, k.created_ns, k.kid))
             self._loaded_names = names
@@ -196,6 +198,24 @@ class Keyring:
         except NoSigningKey:
             now = int(time.time())
             return self._create(signs_from=now)
+
+    def promote_next(self, now: int | None = None) -> SigningKey | None:
+        """Retire now: the already published next key signs from now (every cached JWKS has it), rather
+        than a new key nobody has seen; None when no key is waiting."""
+        now = int(time.time()) if now is None else now
+        waiting = [key for key in self.keys() if key.signs_from > now]
+        if not waiting:
+            return None
+        path = self.directory / f"{waiting[0].kid}.jwk.json"
+        record = json.loads(path.read_text())
+        record["signs_from"] = now
+        temporary = path.with_suffix(f".{random_token(6)}.tmp")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(record, handle)
+        os.replace(temporary, path)  # rewritten whole; keys() sees the new modification time
+        self.prune(now)
+        return next(key for key in self.keys() if key.kid == waiting[0].kid)
 
     def rotate(self, *, immediately: bool = False) -> SigningKey:
         """Publish a new key now; it signs after ``publish_ahead`` (or at once, in an emergency)."""
@@ -297,3 +317,10 @@ class InvalidToken(Exception):
 
 
 __all__ = ["Keyring", "SigningKey", "KeyState", "InvalidToken", "NoSigningKey", "jwt"]
+
+
+def _name_and_version(path: Path) -> tuple[str, int]:
+    try:
+        return path.name, path.stat().st_mtime_ns
+    except FileNotFoundError:  # pruned by another process while we listed the directory
+        return path.name, 0

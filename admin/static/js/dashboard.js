@@ -54,6 +54,7 @@
   function show(figures) {
     setText("signins-24h", String(figures.signins_24h));
     setText("failures-24h", String(figures.failures_24h));
+    setText("admin-failures-24h", String(figures.admin_failures_24h));
     setText("failure-rate", figures.failure_rate === null ? "–" : (figures.failure_rate * 100).toFixed(1) + "%");
     setText("active-sessions", String(figures.active_sessions));
     fill(charts.hours, figures.hours, function (row) { return row.label; });
