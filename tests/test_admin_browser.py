@@ -475,11 +475,13 @@ async def test_every_page_of_the_menu_opens_in_thai_and_english_without_a_script
 
 
 CONTRAST_OF = """(element) => {
-  const channel = (value) => { value /= 255; return value <= 0.03928 ? value / 12.92 : ((value + 0.055) / 1.055) ** 2.4; };
+  const channel = (value) => {
+    value /= 255; return value <= 0.03928 ? value / 12.92 : ((value + 0.055) / 1.055) ** 2.4; };
   const luminance = (css) => { const [r, g, b] = css.match(/\\d+(\\.\\d+)?/g).map(Number);
     return 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b); };
   let node = element, background = "rgba(0, 0, 0, 0)";
-  while (node && /rgba\\(0, 0, 0, 0\\)|transparent/.test(background)) { background = getComputedStyle(node).backgroundColor; node = node.parentElement; }
+  while (node && /rgba\\(0, 0, 0, 0\\)|transparent/.test(background)) {
+    background = getComputedStyle(node).backgroundColor; node = node.parentElement; }
   const [a, b] = [luminance(getComputedStyle(element).color), luminance(background)];
   return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
 }"""
