@@ -25,7 +25,7 @@ THAI_NAME = "ระบบบริหารงานบุคคล"
 CALLBACK = "http://127.0.0.1:5400/callback"
 AFTER_LOGOUT = "http://127.0.0.1:5400/"
 SCRIPT_NAME = '<script>alert("x")</script>'
-ALREADY_EXISTS = "มีแอปพลิเคชันที่ใช้ client_id นี้อยู่แล้ว"
+ALREADY_EXISTS = "มีแอปพลิเคชันที่ใช้ client_id นี้อยู่แล้ว ให้เลือก client_id อื่น"
 
 
 @pytest.fixture(scope="module")
