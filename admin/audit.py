@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from quart import Response, request
-from sqlalchemy import String, cast, func, or_, select
+from sqlalchemy import String, and_, cast, func, or_, select
 
 from admin import formatting
 from admin.auth import admin_page, record_admin_action
 from op_proxy.i18n import N_
 from op_proxy.i18n import gettext as _
 from op_proxy.services import services
-from op_proxy.storage.models import AuditEvent, Client
+from op_proxy.storage.models import Account, AuditEvent, Client
 from op_proxy.web import NO_STORE, render_page
 
 PAGE_SIZE = 50
@@ -72,8 +72,10 @@ class Filters:
     sub: str = ""
     event: str = ""
     outcome: str = ""
+    person: str = ""
     q: str = ""
     invalid: tuple[str, ...] = ()
+    person_usernames: tuple[str, ...] = ()  # what the person's accounts are called at sign-in (see resolve)
 
     @classmethod
     def from_args(cls, args) -> Filters:
@@ -91,7 +93,7 @@ class Filters:
 
         return cls(since=day("from"), until=day("to"),
                    **{name: args.get(name, "").strip()[:200] for name in
-                      ("client_id", "upstream", "sub", "event", "outcome", "q")},
+                      ("client_id", "upstream", "sub", "event", "outcome", "person", "q")},
                    invalid=tuple(invalid))
 
     def query_args(self) -> dict:
@@ -99,7 +101,7 @@ class Filters:
         values = {"from": self.since.isoformat() if self.since else "",
                   "to": self.until.isoformat() if self.until else "",
                   "client_id": self.client_id, "upstream": self.upstream, "sub": self.sub,
-                  "event": self.event, "outcome": self.outcome, "q": self.q}
+                  "event": self.event, "outcome": self.outcome, "person": self.person, "q": self.q}
         return {key: value for key, value in values.items() if value}
 
     def conditions(self) -> list:
@@ -114,11 +116,44 @@ class Filters:
             if value:
                 found.append(column == value)
         if self.q:
-            # The JSON may be stored with non-ASCII text escaped (\u0e2a...): look for both spellings.
-            detail = cast(AuditEvent.detail, String)
-            spellings = {self.q, json.dumps(self.q)[1:-1]}
-            found.append(or_(*(detail.contains(text, autoescape=True) for text in spellings)))
+            found.append(json_text_holds(AuditEvent.detail, self.q))
+        if self.person:
+            found.append(about_person(self.person, self.person_usernames))
         return found
+
+    async def resolve(self, session) -> None:
+        """The usernames of the accounts the person filter names, so that failed sign-ins (which know
+        only the username typed) are found by the person's name or e-mail too."""
+        if not self.person:
+            return
+        rows = (await session.execute(select(Account.upstream_subject, Account.profile).where(
+            accounts_named(self.person)))).all()
+        names = {name for subject, profile in rows
+                 for name in (subject, (profile or {}).get("username"), (profile or {}).get("email"))
+                 if isinstance(name, str) and name}
+        self.person_usernames = tuple(sorted(names))[:50]
+
+
+def json_text_holds(column, text: str, *, whole_value: bool = False):
+    """``column`` (JSON) holds ``text``, stored with non-ASCII escaped (\u0e2a...) or not; ``whole_value``:
+    as a whole string value ("demo", not "demonstration")."""
+    stored = cast(column, String)
+    spellings = {text, json.dumps(text)[1:-1]}
+    if whole_value:
+        spellings = {f'"{spelling}"' for spelling in spellings}
+    return or_(*(stored.contains(spelling, autoescape=True) for spelling in spellings))
+
+
+def accounts_named(person: str):
+    return or_(json_text_holds(Account.profile, person, whole_value=True), Account.upstream_subject == person)
+
+
+def about_person(person: str, usernames: tuple[str, ...] = ()):
+    """What happened to this person: the events of every account whose profile names them (name,
+    username, e-mail), and the failed sign-ins where they (or one of ``usernames``) were typed."""
+    typed = [json_text_holds(AuditEvent.detail, name, whole_value=True) for name in {person, *usernames}]
+    return or_(AuditEvent.sub.in_(select(Account.sub).where(accounts_named(person))),
+               and_(AuditEvent.event == "sign_in", or_(*typed)))
 
 
 def day_start(day: date) -> int:
@@ -126,11 +161,21 @@ def day_start(day: date) -> int:
     return int(datetime(day.year, day.month, day.day, tzinfo=formatting.panel_zone()).timestamp())
 
 
-def row(event: AuditEvent) -> dict:
-    """One event as the page and the CSV show it: every text cell masked."""
+def shown_person(profile: dict | None) -> str | None:
+    """How the audit log names a person: the name their identity provider gave, else their username."""
+    profile = profile or {}
+    return profile.get("name") or profile.get("username") or profile.get("email") or None
+
+
+def row(event: AuditEvent, people: dict[str, str | None] | None = None) -> dict:
+    """One event as the page and the CSV show it: every text cell masked. ``people``: a display name
+    by account sub; a failed sign-in names the username that was typed."""
     detail = dict(event.detail or {})
     admin = detail.pop("admin", None) if event.event in ADMIN_EVENTS else None
-    cells = {"event": event.event, "outcome": event.outcome, "admin": admin, "sub": event.sub,
+    person = (people or {}).get(event.sub) if event.sub else None
+    if person is None and event.event == "sign_in":
+        person = detail.get("username")
+    cells = {"event": event.event, "outcome": event.outcome, "admin": admin, "person": person, "sub": event.sub,
              "client_id": event.client_id, "upstream": event.upstream, "ip": event.ip,
              "detail": json.dumps(detail, ensure_ascii=False, sort_keys=True) if detail else "",
              "detail_text": " · ".join(f"{key}: {value}" for key, value in sorted(detail.items()))}
@@ -176,17 +221,21 @@ def attach(bp) -> None:
             page = max(1, int(request.args.get("page", "1")))
         except ValueError:
             page = 1
-        conditions = filters.conditions()
         async with svc.db.session() as session:
+            await filters.resolve(session)
+            conditions = filters.conditions()
             total = await session.scalar(select(func.count()).select_from(AuditEvent).where(*conditions))
             pages = max(1, math.ceil(total / PAGE_SIZE))
             page = min(page, pages)
             found = (await session.scalars(
                 select(AuditEvent).where(*conditions).order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
                 .offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE))).all()
+            subs = {event.sub for event in found if event.sub}
+            people = {sub: shown_person(profile) for sub, profile in (await session.execute(
+                select(Account.sub, Account.profile).where(Account.sub.in_(subs)))).all()} if subs else {}
         args = filters.query_args()
         return await render_page(
-            "admin/audit.html", events=[row(event) for event in found], filters=filters, args=args,
+            "admin/audit.html", events=[row(event, people) for event in found], filters=filters, args=args,
             total=total, page=page, pages=pages, first=(page - 1) * PAGE_SIZE + 1 if total else 0,
             last=(page - 1) * PAGE_SIZE + len(found), **await choices(svc))
 
@@ -195,8 +244,9 @@ def attach(bp) -> None:
     async def audit_csv():
         svc = services()
         filters = Filters.from_args(request.args)
-        conditions = filters.conditions()
         async with svc.db.session() as session:
+            await filters.resolve(session)
+            conditions = filters.conditions()
             total = await session.scalar(select(func.count()).select_from(AuditEvent).where(*conditions))
         # The export is itself audited (who took a copy, and how much); the filters are not kept,
         # since a search term could be anything an admin typed.

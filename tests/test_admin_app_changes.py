@@ -290,3 +290,12 @@ def test_the_dashboard_counts_the_failed_admin_sign_ins_the_audit_log_lists(make
     listed = admin.http.get(server.url("/admin/audit"), params={"event": "admin_sign_in", "outcome": "failure"})
     assert figures["admin_failures_24h"] == 4 == len(re.findall(r'<tr class="audit-row', listed.text)), listed.text
     assert 'id="admin-failures-24h">4<' in admin.http.get(server.url("/admin/")).text
+
+
+def test_a_thai_admin_sees_their_role_in_thai_beside_their_name(make_server):
+    server = make_server()
+    admin = signed_in_admin(server, "boss", language="th")
+    viewer = signed_in_admin(server, "watcher", role="viewer", language="th")
+
+    assert "boss (ผู้ดูแล)" in admin.http.get(server.url("/admin/")).text
+    assert "watcher (ผู้ดูอย่างเดียว)" in viewer.http.get(server.url("/admin/")).text

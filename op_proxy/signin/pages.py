@@ -112,7 +112,8 @@ async def password_form(login_id: str, upstream: str):
         identity = await connector.finish_login(form, {})
     except LoginFailed:
         await audit.record(svc.db, "sign_in", outcome="failure", client_id=pending.client_id,
-                           upstream=connector.name, ip=client_ip(), reason="wrong_password")
+                           upstream=connector.name, ip=client_ip(), reason="wrong_password",
+                           username=form.get("username", "")[:100])  # who tried: the audit log's "who"
         return await render_page("password.html", 401, login_id=login_id, upstream=connector, client=client,
                                  choose_another=choose_another, username=form.get("username", ""),
                                  error=_("Wrong username or password. Try again."))
