@@ -151,7 +151,8 @@ def test_an_admin_sees_a_sign_in_in_the_audit_log_the_csv_and_the_live_dashboard
     rows = audit_rows(page.text)
     sign_in = next(row for row in rows if row["event"] == "sign_in" and row["outcome"] == "success")
     assert sign_in["client_id"] == "thaid-app" and sign_in["upstream"] == "local"
-    assert sign_in["who"] == claims["sub"] and sign_in["ip"] == "127.0.0.1"
+    # Who: the person's name as the identity provider gave it, beside the sub that links to their events.
+    assert sign_in["who"] == f"สมชาย ใจดี {claims['sub']}" and sign_in["ip"] == "127.0.0.1"
     assert [row["event"] for row in rows][-2:] == ["admin_sign_in", "admin_sign_in"]  # the oldest last
     assert any(row["event"] == "admin_sign_in" and MASKED_PID in row["who"] for row in rows)
     assert not THIRTEEN_DIGITS.search(" ".join(" ".join(row.values()) for row in rows))
@@ -165,11 +166,12 @@ def test_an_admin_sees_a_sign_in_in_the_audit_log_the_csv_and_the_live_dashboard
     only_app = listed(client_id="thaid-app")
     assert only_app and {row["client_id"] for row in only_app} == {"thaid-app"} and len(only_app) < len(rows)
     failures = listed(event="sign_in", outcome="failure")
-    # The request id is the reference the person's page showed: the help desk finds the row by it.
-    assert [(row["client_id"], re.sub(r"request_id: [0-9a-f]{12}", "request_id: …", row["detail"]))
-            for row in failures] == [("thaid-app", "reason: wrong_password · request_id: …")]
+    # The request id is the reference the person's page showed: the help desk finds the row by it;
+    # who tried is the username as they typed it.
+    assert [(row["client_id"], re.sub(r"request_id: [0-9a-f]{12}", "request_id: …", row["detail"]), row["who"])
+            for row in failures] == [("thaid-app", "reason: wrong_password · request_id: … · username: demo", "demo")]
     assert listed(q="wrong_password", event="sign_in") == failures
-    assert {row["who"] for row in listed(sub=claims["sub"])} == {claims["sub"]}
+    assert {row["who"] for row in listed(sub=claims["sub"])} == {f"สมชาย ใจดี {claims['sub']}"}
     assert listed(upstream="local", event="sign_in") == listed(event="sign_in")
     today = date.today()
     assert listed(**{"from": str(today - timedelta(days=1)), "to": str(today + timedelta(days=1))}) == listed()
