@@ -73,11 +73,11 @@ def test_a_member_of_the_admin_group_signs_in_to_the_panel_through_op_proxy(make
 
     boss = sign_in_to_panel(server, "it.boss")
     panel = boss.http.get(server.url("/admin/clients"))
-    assert panel.status_code == 200 and "staff:it.boss (admin)" in panel.text
+    assert panel.status_code == 200 and "staff:it.boss (ผู้ดูแล)" in panel.text
 
     auditor = sign_in_to_panel(server, "auditor")
     page = auditor.http.get(server.url("/admin/clients"))
-    assert "staff:auditor (viewer)" in page.text and "/admin/clients/new" not in page.text
+    assert "staff:auditor (ผู้ดูอย่างเดียว)" in page.text and "/admin/clients/new" not in page.text
 
 
 def test_someone_outside_the_groups_is_refused(make_server):
@@ -119,10 +119,10 @@ def test_two_people_with_the_same_username_claim_are_two_admins_with_their_own_r
     server = make_server(extra=STAFF)
     bob = sign_in_to_panel(server, "bob")
     alice = sign_in_to_panel(server, "alice")
-    assert "staff:shared (admin)" in alice.http.get(server.url("/admin/clients")).text
+    assert "staff:shared (ผู้ดูแล)" in alice.http.get(server.url("/admin/clients")).text
     # Alice signing in made nobody else an admin: Bob is still a viewer and still cannot rotate keys.
     page = bob.http.get(server.url("/admin/keys"))
-    assert "staff:shared (viewer)" in page.text
+    assert "staff:shared (ผู้ดูอย่างเดียว)" in page.text
     refused = bob.http.post(server.url("/admin/keys/rotate"), data={"csrf_token": csrf_token(page.text)})
     assert refused.status_code == 403
 
@@ -139,7 +139,7 @@ def test_a_viewer_signs_out(make_server):
 def test_someone_taken_out_of_the_admin_group_is_no_admin_any_more_even_in_an_open_session(make_server):
     server = make_server(extra=STAFF)
     alice = sign_in_to_panel(server, "alice")
-    assert "staff:shared (admin)" in alice.http.get(server.url("/admin/")).text
+    assert "staff:shared (ผู้ดูแล)" in alice.http.get(server.url("/admin/")).text
 
     # The organisation moves Alice out of it-admins (here: her groups in the config) ...
     config = server.config_path.read_text(encoding="utf-8")
