@@ -299,3 +299,18 @@ def test_a_thai_admin_sees_their_role_in_thai_beside_their_name(make_server):
 
     assert "boss (ผู้ดูแล)" in admin.http.get(server.url("/admin/")).text
     assert "watcher (ผู้ดูอย่างเดียว)" in viewer.http.get(server.url("/admin/")).text
+
+
+def test_every_field_of_the_panel_keeps_its_name_once_something_is_typed_in_it(make_server):
+    """A placeholder disappears as soon as one types: no field may have only a placeholder to say what it is."""
+    server = make_server()
+    admin = signed_in_admin(server)
+    register(admin, server, client_id="intranet", redirect_uris=APP_REDIRECT)
+    for path in ("/admin/clients", "/admin/clients/new", "/admin/clients/intranet", "/admin/users", "/admin/audit"):
+        page = admin.http.get(server.url(path)).text
+        labelled = set(re.findall(r'<label[^>]*for="([^"]+)"', page))
+        for tag in re.findall(r"<(?:input|select|textarea)\b[^>]*>", page):
+            if 'type="hidden"' in tag or 'type="checkbox"' in tag:
+                continue
+            ident = re.search(r'id="([^"]+)"', tag)
+            assert ident and ident.group(1) in labelled, f"{path}: {tag}"
