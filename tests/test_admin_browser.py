@@ -264,7 +264,7 @@ async def test_a_viewer_sees_the_apps_but_cannot_change_them(make_server, open_p
     add_client(server, "hr-portal", THAI_NAME)
     page = await open_page(server)
     await sign_in(page, camera, "victor")
-    await expect(page.get_by_text("victor (viewer)")).to_be_visible()
+    await expect(page.get_by_text("victor (ผู้ดูอย่างเดียว)")).to_be_visible()
 
     await page.get_by_role("link", name="แอปพลิเคชัน", exact=True).click()
     await expect(page.locator("tbody tr")).to_have_count(6)
