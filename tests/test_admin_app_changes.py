@@ -267,7 +267,7 @@ def test_an_admin_name_that_differs_only_by_case_is_refused(make_server):
 def test_the_organisation_account_stays_offered_after_a_wrong_password(make_server):
     from tests.support.admin import create_admin, try_password
 
-    server = make_server(extra='[admin]\nsso_admin_groups = ["op-proxy-admins"]\n')
+    server = make_server(extra='[admin]\nsso_admin_groups = ["op-proxy-admins"]\nsso_upstreams = ["local"]\n')
     create_admin(server, "boss")
     browser = httpx.Client(base_url=server.base, headers={"Accept-Language": "en"}, timeout=15)
     assert 'href="/admin/login/sso"' in browser.get("/admin/login").text
