@@ -164,3 +164,37 @@ def test_a_session_directory_removed_since_start_gives_a_page_that_says_whom_to_
     assert page.status == 500 and "op-proxy ยังไม่ได้ตั้งค่าสำหรับแอปพลิเคชันนี้ กรุณาติดต่อผู้ดูแลระบบ" in page.html
     log = server.log()
     assert "Traceback" not in log and "cannot write a session in" in log
+
+
+def test_an_app_deleted_and_registered_again_gives_nobody_the_roles_the_old_one_gave(tmp_path):
+    # An admin deletes the library app, and someone later registers a new app under the same
+    # client_id: the librarians of the old app must not be editors of the new one.
+    import asyncio
+
+    from sqlalchemy import select
+
+    from op_proxy.clients.registry import create_client, remove_client
+    from op_proxy.storage import Database
+    from op_proxy.storage.database import upgrade_schema
+    from op_proxy.storage.models import UserAppRole
+    from tests.support.databases import sqlite_url
+
+    url = sqlite_url(tmp_path)
+    upgrade_schema(url)
+    library = {**session_client(tmp_path, "library"), "name": "Library"}
+    library.pop("legacy_default")
+
+    async def story():
+        db = Database(url)
+        try:
+            await create_client(db, dict(library))
+            async with db.transaction() as session:
+                session.add(UserAppRole(user_id=1, client_id="library", role="editor", updated_at=0))
+            await remove_client(db, "library")
+            await create_client(db, dict(library))
+            async with db.session() as session:
+                return list((await session.scalars(select(UserAppRole.role))).all())
+        finally:
+            await db.close()
+
+    assert asyncio.run(story()) == []

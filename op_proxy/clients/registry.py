@@ -11,7 +11,7 @@ from sqlalchemy import delete, select, update
 from op_proxy.clients.validation import validate_client_fields
 from op_proxy.config import ClientSettings
 from op_proxy.security import decrypt, encrypt, random_token, seal, secret_digest
-from op_proxy.storage.models import AccessToken, Client, Consent, Grant, RefreshToken
+from op_proxy.storage.models import AccessToken, Client, Consent, Grant, RefreshToken, UserAppRole
 
 EDITABLE_FIELDS = (
     "name", "redirect_uris", "post_logout_redirect_uris", "token_endpoint_auth_method", "jwks",
@@ -147,7 +147,8 @@ async def rotate_client_secret(db, client_id: str) -> str:
 
 async def revoke_client_grants(session, client_id: str, reason: str, *, forget_consents: bool = False) -> None:
     """End everything a client was ever given: its grants, access and refresh tokens (RFC 9700 §4.14),
-    and, when it is deleted, the consents people gave it."""
+    and, when it is deleted, the consents people gave it and the roles it gave people (an app
+    registered again under the same client_id starts with neither)."""
     now = int(time.time())
     await session.execute(update(Grant).where(Grant.client_id == client_id, Grant.revoked_at.is_(None))
                           .values(revoked_at=now, revoked_reason=reason))
@@ -157,6 +158,7 @@ async def revoke_client_grants(session, client_id: str, reason: str, *, forget_c
                                                      RefreshToken.revoked_at.is_(None)).values(revoked_at=now))
     if forget_consents:
         await session.execute(delete(Consent).where(Consent.client_id == client_id))
+        await session.execute(delete(UserAppRole).where(UserAppRole.client_id == client_id))
 
 
 async def remove_client(db, client_id: str) -> None:
