@@ -47,7 +47,8 @@ SECRET_METHODS = ("client_secret_basic", "client_secret_post")
 FIELD_LABELS = {
     "client_id": N_("Client ID"), "name": N_("Name"), "mode": N_("Mode"),
     "token_endpoint_auth_method": N_("Client authentication"), "client_secret_hash": N_("Client authentication"),
-    "subject_type": N_("Subject (sub)"), "redirect_uris": N_("Redirect URIs"),
+    "subject_type": N_("Subject (sub)"), "access_token_format": N_("Access token format"),
+    "redirect_uris": N_("Redirect URIs"),
     "post_logout_redirect_uris": N_("Post-logout redirect URIs"), "jwks": N_("Public keys (JWKS)"),
     "user_handler_endpoint": N_("User handler endpoint"), "user_handler_secret": N_("User handler endpoint"),
     "legacy_token_lifetime": N_("?token= lifetime"), "legacy_use_global_key": N_("Old gateway's global key"),
@@ -103,6 +104,7 @@ def form_fields(form, *, client_id: str | None = None) -> dict:
         "require_consent": form.get("require_consent") == "on",
         "require_pkce": form.get("require_pkce") == "on",
         "subject_type": form.get("subject_type", "public"),
+        "access_token_format": form.get("access_token_format", "jwt"),
         "user_handler_endpoint": form.get("user_handler_endpoint", "").strip() or None,
         "legacy_use_global_key": form.get("legacy_use_global_key") == "on",
     }
@@ -145,12 +147,14 @@ def form_data(client: Client | None, values) -> dict:
         return data
     if client is None:
         return {"mode": "oidc", "token_endpoint_auth_method": "client_secret_basic", "subject_type": "public",
+                "access_token_format": "jwt",
                 "allowed_scopes": list(DEFAULT_CLIENT_SCOPES), "allowed_upstreams": [],
                 "legacy_token_lifetime": 3600}
     data = {name: getattr(client, name) for name in (
         "client_id", "name", "mode", "token_endpoint_auth_method", "allowed_upstreams", "require_consent",
         "require_pkce", "subject_type", "user_handler_endpoint", "legacy_use_global_key", "legacy_token_lifetime",
         *CLIENT_LIFETIMES)}
+    data["access_token_format"] = client.access_token_format or "jwt"
     data["allowed_scopes"] = client.allowed_scopes or list(DEFAULT_CLIENT_SCOPES)
     data["redirect_uris"] = "\n".join(client.redirect_uris)
     data["post_logout_redirect_uris"] = "\n".join(client.post_logout_redirect_uris)
@@ -203,7 +207,7 @@ def apply_form(row: Client, fields: dict, new_secrets: list) -> None:
     ``new_secrets`` (label, value) to be shown once."""
     for name in ("name", "mode", "token_endpoint_auth_method", "redirect_uris", "post_logout_redirect_uris",
                  "allowed_scopes", "allowed_upstreams", "require_consent", "require_pkce", "subject_type",
-                 "user_handler_endpoint", "legacy_use_global_key", "legacy_token_lifetime",
+                 "access_token_format", "user_handler_endpoint", "legacy_use_global_key", "legacy_token_lifetime",
                  *CLIENT_LIFETIMES):
         setattr(row, name, fields[name])
     row.php_session = fields.get("php_session")

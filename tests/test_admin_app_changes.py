@@ -314,3 +314,23 @@ def test_every_field_of_the_panel_keeps_its_name_once_something_is_typed_in_it(m
                 continue
             ident = re.search(r'id="([^"]+)"', tag)
             assert ident and ident.group(1) in labelled, f"{path}: {tag}"
+
+
+def test_an_admin_chooses_opaque_access_tokens_for_an_app_whose_apis_introspect(make_server):
+    """The finance office's API asks op-proxy about every token anyway: its admin picks opaque access
+    tokens in the panel, so a token copied out of a browser says nothing to whoever reads it."""
+    server = make_server()
+    admin = signed_in_admin(server)
+    secret = shown_secret(register(admin, server, client_id="finance", redirect_uris=APP_REDIRECT,
+                                   access_token_format="opaque"))
+    assert 'value="opaque" selected' in admin.http.get(server.url("/admin/clients/finance")).text
+
+    tokens = sign_in_to_app(server, "finance", secret)
+    assert tokens["access_token"].count(".") == 0  # a reference, not a JWT anyone can decode
+    assert userinfo(server, tokens["access_token"]).status_code == 200
+    assert introspect(server, "finance", secret, tokens["access_token"])["active"] is True
+
+    # Back to JWTs: the next token is one an API can check by itself.
+    assert edit(admin, server, "finance", access_token_format="jwt").status_code in (200, 302, 303)
+    again = sign_in_to_app(server, "finance", secret)
+    assert again["access_token"].count(".") == 2

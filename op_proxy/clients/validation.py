@@ -11,6 +11,7 @@ from op_proxy.i18n import N_
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
 MODES = ("oidc", "query_token", "php_session")
 PHP_SAVE_HANDLERS = ("files", "redis")
+ACCESS_TOKEN_FORMATS = ("jwt", "opaque")  # RFC 9068 JWT (the default), or a reference checked by introspection
 SUBJECT_TYPES = ("public", "pairwise")
 # What a client_id may be: it travels in URLs and forms (/admin/clients/<client_id>, ?client_id=).
 CLIENT_ID = re.compile(r"[A-Za-z0-9._~@:-]{1,128}")
@@ -141,6 +142,8 @@ def validate_client_fields(fields: dict, limits=None) -> None:
             raise ClientValidationError("user_handler_secret",
                                         N_("must be printable ASCII (it travels in an HTTP header)"))
     validate_lifetimes(fields, limits)
+    if fields.get("access_token_format", "jwt") not in ACCESS_TOKEN_FORMATS:
+        raise ClientValidationError("access_token_format", N_("must be 'jwt' or 'opaque'"))
     if fields.get("subject_type", "public") not in SUBJECT_TYPES:
         raise ClientValidationError("subject_type", N_("must be 'public' or 'pairwise'"))
     hosts = {urlsplit(uri).hostname for uri in fields["redirect_uris"]}
