@@ -7,6 +7,7 @@ import asyncio
 import getpass
 import json
 import logging
+import os
 import sys
 import time
 
@@ -122,12 +123,15 @@ def listen_problem(error: OSError) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="op-proxy", description="A federating OpenID Connect provider.")
-    parser.add_argument("--config", help="TOML config file (default: $OP_PROXY_CONFIG or conf/dev.toml)")
+    parser.add_argument("--config", metavar="FILE",
+                        help="TOML config file (default: $OP_PROXY_CONFIG or conf/dev.toml)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {installed_version()}",
+                        help="print op-proxy's version and exit")
     commands = parser.add_subparsers(title="commands")
 
     serve_cmd = commands.add_parser("serve", help="migrate the database, make a key if none, and serve")
-    serve_cmd.add_argument("--bind", help="host:port (default: server.host and server.port)")
-    serve_cmd.add_argument("--workers", type=positive_int, default=1,
+    serve_cmd.add_argument("--bind", metavar="HOST:PORT", help="host:port (default: server.host and server.port)")
+    serve_cmd.add_argument("--workers", type=positive_int, default=1, metavar="N",
                            help="processes serving on the same socket; one per core (default: 1)")
     serve_cmd.set_defaults(run=serve)
 
@@ -141,34 +145,49 @@ def build_parser() -> argparse.ArgumentParser:
 
     clients = commands.add_parser("clients", help="registered applications").add_subparsers(title="clients commands")
     add = clients.add_parser("add", help="register an application (its secret is printed once)")
-    add.add_argument("client_id")
-    add.add_argument("--name")
-    add.add_argument("--redirect-uri", action="append", required=True, dest="redirect_uris")
-    add.add_argument("--post-logout-redirect-uri", action="append", default=[], dest="post_logout_redirect_uris")
+    add.add_argument("client_id", help="the id the application will send (letters, digits, - _ .)")
+    add.add_argument("--name", help="what people see on the sign-in and consent pages (default: the client_id)")
+    add.add_argument("--redirect-uri", action="append", required=True, dest="redirect_uris", metavar="URI",
+                     help="where the person returns after signing in, compared exactly (repeat for several)")
+    add.add_argument("--post-logout-redirect-uri", action="append", default=[], dest="post_logout_redirect_uris",
+                     metavar="URI",
+                     help="where the person may return after signing out (repeat for several)")
     add.add_argument("--auth-method", default="client_secret_basic", dest="token_endpoint_auth_method",
-                     choices=["client_secret_basic", "client_secret_post", "private_key_jwt", "none"])
-    add.add_argument("--jwks-file", help="the client's public keys (JWKS JSON), for private_key_jwt")
-    add.add_argument("--scope", action="append", default=[], dest="allowed_scopes",
+                     choices=["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+                     help="how the app authenticates at /token (default: client_secret_basic; "
+                          "none: a public client such as a single-page app, PKCE required)")
+    add.add_argument("--jwks-file", metavar="FILE", help="the client's public keys (JWKS JSON), for private_key_jwt")
+    add.add_argument("--scope", action="append", default=[], dest="allowed_scopes", metavar="SCOPE",
                      help="a scope the client may ask for (repeat; default: all but thaid)")
-    add.add_argument("--upstream", action="append", default=[], dest="allowed_upstreams")
-    add.add_argument("--require-consent", action="store_true")
-    add.add_argument("--require-pkce", action="store_true")
+    add.add_argument("--upstream", action="append", default=[], dest="allowed_upstreams", metavar="NAME",
+                     help="an upstream the client may use (repeat; default: all)")
+    add.add_argument("--require-consent", action="store_true",
+                     help="ask the person to agree before the app gets their claims")
+    add.add_argument("--require-pkce", action="store_true",
+                     help="refuse authorization requests without PKCE (public clients always need it)")
     add.add_argument("--access-token-format", choices=["jwt", "opaque"], default="jwt",
                      help="jwt: RFC 9068, verified by resource servers alone; opaque: checked by introspection")
     add.add_argument("--mode", default="oidc", choices=["oidc", "query_token"],
                      help="query_token: the old gateway's ?token= callback (prints the HS256 key once)")
     add.add_argument("--global-legacy-key", action="store_true", dest="legacy_use_global_key",
                      help="with --mode query_token: sign with the old gateway's global key ([legacy])")
+    add.add_argument("--user-handler-endpoint", metavar="URL",
+                     help="the app's user API, asked at every sign-in for its own record of the person (the "
+                          "old gateway's contract); its X-API-SECRET is generated and printed once")
+    add.add_argument("--user-handler-secret-env", metavar="VARIABLE",
+                     help="with --user-handler-endpoint: take the X-API-SECRET the app already has from this "
+                          "environment variable instead of generating one")
     add.set_defaults(run=clients_add)
-    clients.add_parser("list", help="list applications").set_defaults(run=clients_list)
+    clients.add_parser("list", help="list applications (id, auth method, source, name)").set_defaults(
+        run=clients_list)
     show = clients.add_parser("show", help="one application's settings")
-    show.add_argument("client_id")
+    show.add_argument("client_id", help="the application's client_id")
     show.set_defaults(run=clients_show)
     rotate = clients.add_parser("rotate-secret", help="new client secret, printed once")
-    rotate.add_argument("client_id")
+    rotate.add_argument("client_id", help="the application's client_id")
     rotate.set_defaults(run=clients_rotate_secret)
     legacy_key = clients.add_parser("rotate-legacy-key", help="new HS256 key of a query_token client, printed once")
-    legacy_key.add_argument("client_id")
+    legacy_key.add_argument("client_id", help="the query_token application's client_id")
     legacy_key.set_defaults(run=clients_rotate_legacy_key)
     hash_client_secret = clients.add_parser(
         "hash-secret", help="the digest of a random client secret, for client_secret_hash in the config")
@@ -176,21 +195,22 @@ def build_parser() -> argparse.ArgumentParser:
                                     help="make the secret too (printed once, with its digest)")
     hash_client_secret.set_defaults(run=clients_hash_secret)
     remove = clients.add_parser("remove", help="delete an application")
-    remove.add_argument("client_id")
+    remove.add_argument("client_id", help="the application's client_id (its tokens stop working)")
     remove.set_defaults(run=clients_remove)
 
     admins = commands.add_parser("admins", help="people who run the admin panel").add_subparsers(
         title="admins commands")
     create_admin_cmd = admins.add_parser("create", help="make an admin (asks for the password)")
-    create_admin_cmd.add_argument("username")
-    create_admin_cmd.add_argument("--role", choices=["admin", "viewer"], default="admin")
+    create_admin_cmd.add_argument("username", help="the name the admin signs in with")
+    create_admin_cmd.add_argument("--role", choices=["admin", "viewer"], default="admin",
+                                  help="admin (default) changes things; viewer only looks")
     create_admin_cmd.set_defaults(run=admins_create)
     admins.add_parser("list", help="every admin, role, lock and last sign-in").set_defaults(run=admins_list)
     remove_admin_cmd = admins.add_parser("remove", help="remove an admin and end their sessions")
-    remove_admin_cmd.add_argument("username")
+    remove_admin_cmd.add_argument("username", help="the admin's name")
     remove_admin_cmd.set_defaults(run=admins_remove)
     unlock_admin_cmd = admins.add_parser("unlock", help="lift a lock left by wrong passwords")
-    unlock_admin_cmd.add_argument("username")
+    unlock_admin_cmd.add_argument("username", help="the admin's name")
     unlock_admin_cmd.set_defaults(run=admins_unlock)
 
     users = commands.add_parser("users", help="the users table of the PHP session mode").add_subparsers(
@@ -223,6 +243,15 @@ def positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError("must be a whole number, 1 or more")
     return int(text)
+
+
+def installed_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("op-proxy")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
 
 
 def keyring_for(settings):
@@ -311,6 +340,8 @@ def clients_add(settings, args):
         raise CommandError("--global-legacy-key is for --mode query_token")
     if args.legacy_use_global_key and not settings.legacy.global_key:
         raise CommandError("--global-legacy-key: op-proxy has no global key; set [legacy] global_key_env first")
+    api_secret = user_handler_secret(args)
+    fields.update(user_handler_endpoint=args.user_handler_endpoint, user_handler_secret=api_secret)
     try:
         client, secret = run(with_db(settings, lambda db: create_client(db, fields, keyring_for(settings).data_key())))
     except ClientValidationError as exc:
@@ -324,6 +355,26 @@ def clients_add(settings, args):
         print(f"HS256 key for ?token= (shown once, store it in the app now): {secret}")
     elif secret:
         print(f"client secret (shown once, store it now): {secret}")
+    if client.user_handler_endpoint and not args.user_handler_secret_env:
+        print(f"user handler API secret, sent as X-API-SECRET (shown once, store it in the app now): {api_secret}")
+
+
+def user_handler_secret(args) -> str | None:
+    """The X-API-SECRET op-proxy sends the app's user handler: generated (as the admin panel does), or the
+    one the app already has, from the environment variable named."""
+    from op_proxy.security import random_token
+
+    if not args.user_handler_endpoint:
+        if args.user_handler_secret_env:
+            raise CommandError("--user-handler-secret-env is for --user-handler-endpoint")
+        return None
+    if not args.user_handler_secret_env:
+        return random_token(24)
+    secret = os.environ.get(args.user_handler_secret_env)
+    if not secret:
+        raise CommandError(f"--user-handler-secret-env: environment variable {args.user_handler_secret_env} "
+                           "is not set")
+    return secret
 
 
 def legacy_key_in_use(client, settings) -> str | None:
@@ -347,6 +398,7 @@ def describe_client(client, settings) -> dict:
         "allowed_upstreams": client.allowed_upstreams or "(all)",
         "require_consent": client.require_consent, "require_pkce": client.require_pkce or client.is_public,
         "subject_type": client.subject_type, "mode": client.mode,
+        "user_handler_endpoint": client.user_handler_endpoint or "(none)",
         **{name: getattr(client, name) or "(the server's)" for name in
            ("access_token_lifetime", "id_token_lifetime", "refresh_token_lifetime")},
         **legacy,
@@ -357,6 +409,7 @@ def describe_client(client, settings) -> dict:
 def clients_list(settings, args):
     from op_proxy.clients.registry import list_clients
 
+    print("CLIENT_ID\tAUTH_METHOD\tSOURCE\tNAME")
     for client in run(with_db(settings, list_clients)):
         state = "" if client.enabled else " (disabled)"
         print(f"{client.client_id}\t{client.token_endpoint_auth_method}\t{client.source}\t{client.name}{state}")

@@ -6,18 +6,25 @@ and an SQLite database of the test's own, as an admin would run it on a server.
 
 from __future__ import annotations
 
+import argparse
+import hmac
+import json
 import os
 import re
 import sqlite3
 import stat
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import metadata
 from pathlib import Path
 
 import httpx
 import pytest
 from argon2 import PasswordHasher
 
+from op_proxy.cli import build_parser
 from op_proxy.config import load_settings
 from op_proxy.security import secret_digest
 from tests.support.databases import sqlite_url
@@ -219,6 +226,135 @@ def test_a_public_client_is_registered_without_a_secret(site):
     assert "secret" not in output
     assert site.stored_secret_hash("spa") is None
     assert '"token_endpoint_auth_method": "none"' in succeeded(site.run("clients", "show", "spa"))
+
+
+class AppUserApi:
+    """An application's user handler (the old gateway's contract): it answers only the X-API-SECRET it
+    was given, with its own record of the person and their role."""
+
+    def __init__(self, api_secret: str | None = None):
+        self.api_secret = api_secret
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/api/user-handler"
+        self.asked: list[str] = []
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                sent = self.headers.get("X-API-SECRET", "")
+                if not api.api_secret or not hmac.compare_digest(sent.encode(), api.api_secret.encode()):
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                api.asked.append(body["normalizedUser"]["username"])
+                data = json.dumps({"id": 7, "username": body["normalizedUser"]["username"],
+                                   "role": "editor"}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def app_api():
+    api = AppUserApi()
+    yield api
+    api.stop()
+
+
+def signed_in_claims(site, client_id: str, secret: str) -> dict:
+    server = site.serve()
+    request, _ = code_for(server.issuer, client_id, APP_REDIRECT)
+    answer = exchange(server.issuer, request, client_id, secret)
+    assert answer.status_code == 200, answer.text
+    return verify_id_token(server.issuer, answer.json()["id_token"], client_id)
+
+
+def test_an_app_registered_with_its_user_handler_gets_the_role_its_api_gives(site, app_api):
+    output = succeeded(site.run("clients", "add", "hr", "--redirect-uri", APP_REDIRECT,
+                                "--user-handler-endpoint", app_api.url))
+
+    client_secret = re.search(r"^client secret[^:]*:\s*(\S+)$", output, re.M).group(1)
+    api_line = re.search(r"^user handler API secret[^:]*:\s*(\S+)$", output, re.M)
+    assert api_line, output
+    app_api.api_secret = api_line.group(1)  # the admin puts it in the app's config
+    assert len(app_api.api_secret) >= 32 and app_api.api_secret != client_secret
+    shown = succeeded(site.run("clients", "show", "hr"))
+    assert app_api.url in shown and app_api.api_secret not in shown
+
+    claims = signed_in_claims(site, "hr", client_secret)
+
+    assert app_api.asked == ["demo"]
+    assert claims["role"] == "editor" and claims["app_user"]["id"] == 7
+
+
+def test_an_app_keeps_the_api_secret_it_already_has_when_registered_from_the_environment(site, app_api):
+    app_api.api_secret = "the-secret-the-old-gateway-gave-this-app"
+    env = {"HR_API_SECRET": app_api.api_secret}
+
+    output = succeeded(site.run("clients", "add", "hr", "--redirect-uri", APP_REDIRECT,
+                                "--user-handler-endpoint", app_api.url,
+                                "--user-handler-secret-env", "HR_API_SECRET", env=env))
+
+    assert app_api.api_secret not in output and "user handler API secret" not in output
+    claims = signed_in_claims(site, "hr", printed_secret(output))
+    assert app_api.asked == ["demo"] and claims["role"] == "editor"
+
+
+@pytest.mark.parametrize("arguments, said", [
+    (["--user-handler-endpoint", "http://hr.example.org/api/user-handler"], "https"),
+    (["--user-handler-endpoint", "https://hr.example.org/api", "--user-handler-secret-env", "NOT_SET"], "NOT_SET"),
+    (["--user-handler-secret-env", "HOME"], "--user-handler-endpoint"),
+])
+def test_a_user_handler_that_cannot_work_is_refused_and_nothing_is_registered(site, arguments, said):
+    result = site.run("clients", "add", "hr", "--redirect-uri", APP_REDIRECT, *arguments)
+
+    assert result.returncode == 1 and said in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and "secret" not in result.stdout
+    assert "hr" not in succeeded(site.run("clients", "list")).split()
+
+
+def test_clients_list_starts_with_a_header_row(site):
+    succeeded(site.run("clients", "add", "myapp", "--name", "My App", "--redirect-uri", APP_REDIRECT))
+
+    header, *rows = succeeded(site.run("clients", "list")).splitlines()
+
+    assert header.split("\t") == ["CLIENT_ID", "AUTH_METHOD", "SOURCE", "NAME"]
+    assert rows == ["myapp\tclient_secret_basic\tdatabase\tMy App"]
+
+
+def test_op_proxy_version_is_the_installed_package_version(site):
+    output = succeeded(site.run("--version"))
+
+    assert output.strip() == f"op-proxy {metadata.version('op-proxy')}"
+
+
+def every_option(parser: argparse.ArgumentParser, command: str = "op-proxy"):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from every_option(sub, f"{command} {name}")
+        elif not isinstance(action, argparse._HelpAction):
+            yield command, action
+
+
+def test_every_command_and_option_says_what_it_is_for():
+    undocumented = [f"{command} {'/'.join(action.option_strings) or action.dest}"
+                    for command, action in every_option(build_parser()) if not action.help]
+
+    assert not undocumented, f"options without help text: {undocumented}"
 
 
 # -- keys and database -----------------------------------------------------------------------------
