@@ -606,6 +606,7 @@ def test_the_dev_config_holds_what_the_readme_promises():
     spa = clients["demo-spa"]
     assert spa.token_endpoint_auth_method == "none" and spa.client_secret_hash is None
     assert spa.redirect_uris == ("http://127.0.0.1:5173/callback",)
+    assert spa.post_logout_redirect_uris == ("http://127.0.0.1:5173/",)
 
     (user,) = [u for u in settings.upstreams["local"].users if u.username == "demo"]
     assert hasher.verify(user.password_hash, "demo")
@@ -616,3 +617,24 @@ def test_the_dev_config_holds_what_the_readme_promises():
     assert claims["name"] == f"{claims['firstName']} {claims['lastName']}"
     assert isinstance(claims["groups"], list)
     assert thai_id_is_valid(claims["pid"]), claims["pid"]
+
+
+def test_the_php_session_examples_config_matches_its_run_command():
+    """examples/clients/php-session/README.md: op-proxy with this file, and
+    `php -d session.save_path=/tmp/php-sessions -S 127.0.0.1:8000 router.php` beside it."""
+    folder = ROOT / "examples" / "clients" / "php-session"
+    readme = (folder / "README.md").read_text(encoding="utf-8")
+    settings = load_settings(folder / "op-proxy.toml", environ={})
+
+    (client,) = [c for c in settings.clients if c.mode == "php_session"]
+    assert client.legacy_default  # the unchanged guard's login.php names no client_id
+    assert client.redirect_uris[0] == "http://127.0.0.1:8000/protected_page.php"
+    assert client.post_logout_redirect_uris == ("http://127.0.0.1:8000/",)  # what index.php sends
+    assert client.php_session["save_path"] == "/tmp/php-sessions" and not client.php_session["cookie_secure"]
+    assert "php -d session.save_path=/tmp/php-sessions -S 127.0.0.1:8000 router.php" in readme
+    assert "--config examples/clients/php-session/op-proxy.toml serve" in readme
+    assert settings.issuer == "http://127.0.0.1:8080" and "SSO_BASE=http://127.0.0.1:8080" in readme
+    (person,) = settings.upstreams["local"].users
+    assert PasswordHasher().verify(person.password_hash, "demo")
+    # a plain `location /sso-authen/ {` loses to a PHP server's `location ~ \.php$`
+    assert "location ^~ /sso-authen/ {" in readme and "location /sso-authen/ {" not in readme

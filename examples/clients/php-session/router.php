@@ -1,7 +1,8 @@
 <?php
-// router.php: for `php -S` only. Plays the same-host reverse proxy of a real deployment
-// (nginx: location /sso-authen/ { proxy_pass http://op-proxy; }) by sending every /sso-authen/...
-// request on to op-proxy (SSO_BASE) with the same path and query. Everything else is served as usual.
+// router.php: for `php -S` only. Plays the app's nginx of a real deployment, which redirects
+// (nginx: location ^~ /sso-authen/ { return 302 https://sso.example.ac.th$request_uri; }):
+// every /sso-authen/... request gets a 302 to op-proxy (SSO_BASE) with the same path and query.
+// Everything else is served as usual.
 
 $uri = $_SERVER['REQUEST_URI'];
 $path = parse_url($uri, PHP_URL_PATH);
