@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     clients = commands.add_parser("clients", help="registered applications").add_subparsers(title="clients commands")
     add = clients.add_parser("add", help="register an application (its secret is printed once)")
-    add.add_argument("client_id", help="the id the application will send (letters, digits, - _ .)")
+    add.add_argument("client_id", help="the id the application will send (1 to 128 letters, digits and . _ ~ @ : -)")
     add.add_argument("--name", help="what people see on the sign-in and consent pages (default: the client_id)")
     add.add_argument("--redirect-uri", action="append", required=True, dest="redirect_uris", metavar="URI",
                      help="where the person returns after signing in, compared exactly (repeat for several)")
@@ -195,7 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     help="make the secret too (printed once, with its digest)")
     hash_client_secret.set_defaults(run=clients_hash_secret)
     remove = clients.add_parser("remove", help="delete an application")
-    remove.add_argument("client_id", help="the application's client_id (its tokens stop working)")
+    remove.add_argument("client_id", help="the application's client_id (one of the config file is removed "
+                                               "from the file instead)")
     remove.set_defaults(run=clients_remove)
 
     admins = commands.add_parser("admins", help="people who run the admin panel").add_subparsers(
