@@ -195,8 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     help="make the secret too (printed once, with its digest)")
     hash_client_secret.set_defaults(run=clients_hash_secret)
     remove = clients.add_parser("remove", help="delete an application")
-    remove.add_argument("client_id", help="the application's client_id (one of the config file is removed "
-                                               "from the file instead)")
+    remove.add_argument("client_id", help="the application's client_id: its tokens and consents end (one of the "
+                                               "config file is removed from the file instead)")
     remove.set_defaults(run=clients_remove)
 
     admins = commands.add_parser("admins", help="people who run the admin panel").add_subparsers(
