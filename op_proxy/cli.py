@@ -25,7 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # request lines add nothing the audit log lacks
     try:
         settings = None if args.run in (hash_password, clients_hash_secret) else load_settings(args.config)
-        if settings is not None and args.run not in (keys_list, keys_rotate):
+        # serve checks the database in its own start-up, which is bounded and honours SIGTERM/SIGINT.
+        if settings is not None and args.run not in (keys_list, keys_rotate, serve):
             check_database(settings.database_url)
         return args.run(settings, args) or 0
     except ConfigError as exc:
@@ -269,10 +270,18 @@ def run(coro):
 
 def serve(settings, args):
     from op_proxy.logs import configure as configure_logs
+    from op_proxy.serving import StartupDatabaseError
     from op_proxy.serving import serve as serve_until_stopped
 
     configure_logs(settings.logging)  # [logging] from the first line (migrations) on; workers do it again
-    return serve_until_stopped(settings, config_path=args.config, bind=args.bind, workers=args.workers)
+    try:
+        return serve_until_stopped(settings, config_path=args.config, bind=args.bind, workers=args.workers)
+    except StartupDatabaseError as exc:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        if not isinstance(exc.error, (SQLAlchemyError, OSError)):
+            raise exc.error from None
+        raise database_problem(settings.database_url, exc.error) from None
 
 
 def init(settings, args):

@@ -46,6 +46,15 @@ def serve(settings, *, config_path: str | None, bind: str | None = None, workers
 
 # -- start-up ------------------------------------------------------------------------------------
 
+class StartupDatabaseError(Exception):
+    """What went wrong while start-up migrated the database (a wrong password, a refused connection):
+    ``op-proxy serve`` says it in one line."""
+
+    def __init__(self, error: BaseException):
+        super().__init__(str(error))
+        self.error = error
+
+
 def prepare_before_serving(settings, *, run_app_startup: bool) -> None:
     """Migrate the database and, before several workers start, run the app's start-up (config clients,
     signing key) once, so that the workers find everything in place and do not race to create it.
@@ -83,7 +92,7 @@ def prepare_before_serving(settings, *, run_app_startup: bool) -> None:
               file=sys.stderr, flush=True)
         os._exit(0)
     if "error" in outcome:
-        raise outcome["error"]
+        raise StartupDatabaseError(outcome["error"])
     if "done" not in outcome:
         backend = settings.database_url.split(":", 1)[0]
         print(f"op-proxy: the database ({backend}) did not answer within {settings.server.startup_timeout} s "

@@ -159,7 +159,7 @@ async def test_the_spa_example_signs_in_renews_silently_and_signs_out_in_chromiu
 
             await expect(page).to_have_url(re.compile("^" + re.escape(op_proxy.issuer) + "/"))
             await page.get_by_label("ชื่อผู้ใช้").fill("demo")
-            await page.get_by_label("รหัสผ่าน").fill("demo")
+            await page.get_by_label("รหัสผ่าน", exact=True).fill("demo")
             await camera.shot(page, "op-proxy-sign-in")
             await page.get_by_role("button", name="เข้าสู่ระบบ", exact=True).click()
 

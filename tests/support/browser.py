@@ -47,7 +47,7 @@ async def sign_in(page: Page, camera: Camera, username: str, password: str = ADM
     await page.goto("/admin/login")
     await expect(page.get_by_role("heading", name="เข้าสู่ระบบผู้ดูแล")).to_be_visible()
     await page.get_by_label("ชื่อผู้ใช้").fill(username)
-    await page.get_by_label("รหัสผ่าน").fill(password)
+    await page.get_by_label("รหัสผ่าน", exact=True).fill(password)
     await camera.shot(page, "login")
     await page.get_by_role("button", name="เข้าสู่ระบบ", exact=True).click()
     await expect(page).to_have_url(re.compile(r"/admin/$"))
