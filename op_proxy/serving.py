@@ -21,6 +21,7 @@ import multiprocessing
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -206,6 +207,9 @@ def run_worker(settings, config, sockets=None, shutdown_event=None) -> None:
             except TimeoutError:
                 pass
 
+    if sockets is not None:  # one of several workers on a shared socket
+        sockets, config = take_turns_accepting(sockets, config)
+
     async def main():
         nonlocal stop
         stop = asyncio.Event()
@@ -216,6 +220,34 @@ def run_worker(settings, config, sockets=None, shutdown_event=None) -> None:
 
 
 # -- several workers -----------------------------------------------------------------------------
+
+class _OneAtATimeListener(socket.socket):
+    """A shared listening socket whose kernel backlog stays ``queue`` whatever asyncio asks for."""
+
+    queue = 100
+
+    def listen(self, _backlog=None):
+        super().listen(self.queue)
+
+
+def take_turns_accepting(sockets, config):
+    """The workers share one listening socket, and asyncio accepts up to ``backlog`` connections per
+    wake-up: the first worker to wake took a whole burst (a load balancer opening its keep-alive
+    pool, wrk's 32 connections) and served it alone while the others idled. Accepting one
+    connection per wake-up lets every worker take its turn; the kernel's queue keeps its length.
+    A stopped or stuck worker accepts nothing, and the others take every new connection."""
+    from dataclasses import replace
+
+    def one_at_a_time(sock):
+        listener = _OneAtATimeListener(sock.family, sock.type, sock.proto, fileno=sock.detach())
+        listener.queue = config.backlog
+        return listener
+
+    turns = replace(sockets, insecure_sockets=[one_at_a_time(s) for s in sockets.insecure_sockets],
+                    secure_sockets=[one_at_a_time(s) for s in sockets.secure_sockets])
+    config.backlog = 1  # asyncio's accept batch; the kernel's queue is the listener's
+    return turns, config
+
 
 def _worker_process(config_path, config, sockets, shutdown_event) -> None:
     """A worker's life (a process of its own, started with spawn)."""

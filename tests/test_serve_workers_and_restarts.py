@@ -101,6 +101,49 @@ def test_two_workers_both_answer_and_metrics_add_up_across_them(tmp_path, databa
         assert discovery_requests_counted(server) == before + 7
 
 
+def connections_held_by(pid: int, port: int) -> int:
+    """How many established connections to ``port`` the process ``pid`` has accepted."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port and fields[3] == "01":  # 01: ESTABLISHED
+            inodes.add(fields[9])
+    held = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        held += target.startswith("socket:[") and target[8:-1] in inodes
+    return held
+
+
+def test_a_burst_of_keep_alive_connections_is_shared_by_the_workers(tmp_path, database_url, servers):
+    # A load balancer opens its pool of keep-alive connections at once: every worker must get some,
+    # or one core serves everything while the other idles for as long as the connections live.
+    server = start_server(servers, tmp_path, database_url, "--workers", "2")
+    deadline = time.monotonic() + 60
+    while len(worker_pids(server)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for paused in worker_pids(server):  # both workers have started: each answers while the other sleeps
+        os.kill(paused, signal.SIGSTOP)
+        try:
+            assert httpx.get(server.url(DISCOVERY), timeout=60).status_code == 200
+        finally:
+            os.kill(paused, signal.SIGCONT)
+    pool = [socket.create_connection(("127.0.0.1", server.port), timeout=30) for _ in range(32)]
+    try:
+        for connection in pool:
+            connection.sendall(f"GET {DISCOVERY} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        assert all(connection.recv(12) == b"HTTP/1.1 200" for connection in pool)
+        held = {pid: connections_held_by(pid, server.port) for pid in worker_pids(server)}
+        assert sum(held.values()) == 32
+        assert all(count > 0 for count in held.values()), f"one worker took every connection: {held}"
+    finally:
+        for connection in pool:
+            connection.close()
+
+
 # -- restarts ------------------------------------------------------------------------------------
 
 def codes_for(server: OpProxyServer, count: int) -> list[str]:
