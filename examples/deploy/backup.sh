@@ -4,11 +4,12 @@
 # the database without keys/ cannot verify a single token it holds.
 #
 #   backup.sh DESTINATION DATABASE KEYS_DIRECTORY [mariadb-dump options...]
-#   backup.sh /srv/backup/op-proxy op_proxy /var/lib/op-proxy/keys --host=db1.example.ac.th --user=op_proxy_backup
+#   backup.sh /srv/backup/op-proxy op_proxy /var/lib/op-proxy/keys --defaults-extra-file=/etc/op-proxy/backup.cnf
 #
-# The password comes from the client's option files (~/.my.cnf: [client] password=...), never the
-# command line. op-proxy keeps serving meanwhile: --single-transaction reads one snapshot without
-# locking, and keys/ is copied after the dump, so it holds every key a dumped token was signed with.
+# The password comes from an option file ([client] host=, user=op_proxy_backup, password=), never the
+# command line (--defaults-extra-file must be the first option). op-proxy keeps serving meanwhile:
+# --single-transaction reads one snapshot without locking, and keys/ is copied after the dump, so it
+# holds every key a dumped token was signed with.
 # Prints the directory it made. Restore with restore.sh (docs/deploy.md).
 set -euo pipefail
 if [ $# -lt 3 ]; then
