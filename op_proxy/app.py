@@ -130,7 +130,7 @@ def create_app(settings: Settings) -> Quart:
     if settings.issuer.startswith("https://"):
         # Browsers that once reached op-proxy over https never try plain http again (RFC 6797).
         every_response["Strict-Transport-Security"] = "max-age=31536000"
-    app.asgi_app = SecurityHeaders(app.asgi_app, every_response)
+    app.asgi_app = discovery.PublicDocuments(SecurityHeaders(app.asgi_app, every_response), svc, every_response)
 
     @app.after_request
     async def remember_language(response):

@@ -1,8 +1,15 @@
-"""Discovery (OIDC Discovery 1.0 §3) and the JWKS. Discovery advertises exactly what works."""
+"""Discovery (OIDC Discovery 1.0 §3) and the JWKS. Discovery advertises exactly what works.
+
+Both are public documents prepared once as bytes with an ETag. Every relying party and resource
+server fetches them, so they are answered by ``PublicDocuments`` in front of the Quart application
+(no routing, hooks or response object per request); the blueprint's routes below answer the same
+documents for anything the fast path passes on (a ``lang=`` query, another method).
+"""
 
 from __future__ import annotations
 
 import hashlib
+import time
 from functools import lru_cache
 
 import orjson
@@ -13,6 +20,8 @@ from op_proxy.claims.release import SUPPORTED_CLAIMS, SUPPORTED_SCOPES
 from op_proxy.clients.authentication import ASSERTION_ALGORITHMS
 from op_proxy.clients.validation import AUTH_METHODS
 from op_proxy.i18n import SUPPORTED_LOCALES
+from op_proxy.logs import request_id_from
+from op_proxy.operations import REQUESTS
 from op_proxy.services import services
 
 blueprint = Blueprint("discovery", __name__)
@@ -81,20 +90,74 @@ def prepared(body: bytes, cache_control: str) -> tuple[bytes, dict]:
                   "Access-Control-Allow-Origin": "*", "ETag": entity_tag(body)}
 
 
-def public_document(body: bytes, cache_control: str) -> Response:
-    body, headers = prepared(body, cache_control)
+def public_document(body: bytes, headers: dict) -> Response:
     if headers["ETag"] in request.headers.get("If-None-Match", ""):
         return Response(b"", 304, headers)  # RFC 9110 §15.4.5: the same validators as a 200
     return Response(body, 200, headers)
 
 
+def discovery_document(svc) -> tuple[bytes, dict]:
+    return prepared(provider_metadata_bytes(svc.settings.issuer), "public, max-age=300")
+
+
+def jwks_document(svc) -> tuple[bytes, dict]:
+    # Cached no longer than a new key is published before it signs (keys.publish_ahead).
+    return prepared(svc.keyring.jwks_bytes(), f"public, max-age={svc.settings.keys.jwks_max_age}")
+
+
+# path → the route's template in metrics, and how its document is prepared
+DOCUMENTS = {"/.well-known/openid-configuration": discovery_document, "/jwks": jwks_document}
+
+
 @blueprint.route("/.well-known/openid-configuration")
 async def openid_configuration():
-    return public_document(provider_metadata_bytes(services().settings.issuer), "public, max-age=300")
+    return public_document(*discovery_document(services()))
 
 
 @blueprint.route("/jwks")
 async def jwks():
-    svc = services()
-    # Cached no longer than a new key is published before it signs (keys.publish_ahead).
-    return public_document(svc.keyring.jwks_bytes(), f"public, max-age={svc.settings.keys.jwks_max_age}")
+    return public_document(*jwks_document(services()))
+
+
+class PublicDocuments:
+    """ASGI: GET and HEAD of discovery and the JWKS answered from their prepared bytes, with what
+    the application adds to every response (``headers``: security headers, HSTS), the request id
+    and the request counted in /metrics. Anything else goes on to the application."""
+
+    def __init__(self, app, svc, headers: dict[str, str]):
+        self.app, self.svc = app, svc
+        self.headers = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+        self._encoded: dict[int, list] = {}  # id of a prepared header dict → its raw header list
+
+    async def __call__(self, scope, receive, send):
+        prepare = DOCUMENTS.get(scope.get("path")) if scope["type"] == "http" else None
+        if (prepare is None or scope["method"] not in ("GET", "HEAD") or b"lang=" in scope["query_string"]
+                or scope.get("root_path")):
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+        body, headers = prepare(self.svc)
+        request_id = if_none_match = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                request_id = value.decode("latin-1")
+            elif name == b"if-none-match":
+                if_none_match = value.decode("latin-1")
+        status = 304 if if_none_match and headers["ETag"] in if_none_match else 200
+        raw = [*self._raw(headers), *self.headers,
+               (b"x-request-id", request_id_from(request_id).encode("latin-1"))]
+        if status == 200:
+            raw.append((b"content-length", str(len(body)).encode("latin-1")))
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send({"type": "http.response.body", "body": body if status == 200 and scope["method"] == "GET" else b""})
+        REQUESTS.labels(scope["method"], scope["path"], str(status)).observe(time.perf_counter() - started)
+
+    def _raw(self, headers: dict) -> list:
+        # prepared() returns the same dict for the same document: encode its headers once.
+        raw = self._encoded.get(id(headers))
+        if raw is None or raw[0] is not headers:
+            raw = (headers, [(name.lower().encode("latin-1"), value.encode("latin-1"))
+                             for name, value in headers.items()])
+            if len(self._encoded) > 16:
+                self._encoded.clear()
+            self._encoded[id(headers)] = raw
+        return raw[1]
