@@ -33,7 +33,13 @@ test: $(TESTING) peers
 	$(BIN)/pytest -q
 
 # Not part of `make test`. BENCH_ARGS="--quick" for a fast try, "--rounds 5" for more rounds.
-bench: $(RUNTIME) peers
+BENCHING := $(VENV)/.installed-bench
+
+$(BENCHING): $(RUNTIME)
+	$(BIN)/pip install --quiet -e '.[bench]'
+	touch $(BENCHING)
+
+bench: $(RUNTIME) $(BENCHING) peers
 	@command -v wrk >/dev/null || { echo "make bench needs wrk (Debian/Ubuntu: apt-get install wrk)" >&2; exit 1; }
 	@command -v taskset >/dev/null || { echo "make bench needs taskset (Debian/Ubuntu: util-linux)" >&2; exit 1; }
 	$(BIN)/python bench/bench.py $(BENCH_ARGS)

@@ -63,6 +63,10 @@ ROWS = [
 
 # -- small helpers -------------------------------------------------------------------------------
 
+# The rows measured for op-proxy under uvicorn: one of each kind of work.
+VARIANT_ROWS = ("discovery", "code", "refresh", "userinfo", "signin")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -178,14 +182,23 @@ def dev_config(cheap_demo_secret: bool) -> str:
     return text
 
 
+OPAQUE = "op-proxy, opaque access tokens"
+UVICORN = "op-proxy under uvicorn"
+
+
 def start_op_proxy(directory: Path, person_hash: str, workers: int = 1, cores: str = SERVER_CORE,
-                   cheap_demo_secret: bool = False) -> Server:
+                   cheap_demo_secret: bool = False, variant: str | None = None) -> Server:
+    """op-proxy as ``make run`` serves it; ``variant`` OPAQUE: the demo client's access tokens opaque
+    (one signature per token response, as oidc-provider's); UVICORN: the same app under uvicorn."""
     port = free_port()
-    name = "op-proxy" if workers == 1 else f"op-proxy --workers {workers}"
-    home = directory / f"op-proxy-{workers}"
+    name = variant or ("op-proxy" if workers == 1 else f"op-proxy --workers {workers}")
+    home = directory / re.sub(r"[^a-z0-9-]+", "-", name)
     home.mkdir()
     config = home / "bench.toml"
-    config.write_text(dev_config(cheap_demo_secret) + f"""
+    text = dev_config(cheap_demo_secret)
+    if variant == OPAQUE:
+        text = text.replace('client_id = "demo"\n', 'client_id = "demo"\naccess_token_format = "opaque"\n', 1)
+    config.write_text(text + f"""
 
 # make bench: a person whose password hash is cheap, so that a sign-in measures op-proxy, not argon2.
 [[upstreams.local.users]]
@@ -203,8 +216,14 @@ email = "bench@example.ac.th"
            # The code row spends codes prepared beforehand: they must outlive their preparation.
            "OP_PROXY_TOKENS_AUTHORIZATION_CODE_LIFETIME": "600"}
     log = home / "op-proxy.log"
-    process = subprocess.Popen(["taskset", "-c", cores, str(ROOT / ".venv" / "bin" / "op-proxy"), "--config",
-                                str(config), "serve", "--workers", str(workers)],
+    command = [str(ROOT / ".venv" / "bin" / "op-proxy"), "--config", str(config), "serve", "--workers", str(workers)]
+    if variant == UVICORN:
+        subprocess.run([str(ROOT / ".venv" / "bin" / "op-proxy"), "--config", str(config), "db", "upgrade"],
+                       cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
+        env["BENCH_OP_PROXY_CONFIG"] = str(config)
+        command = [str(ROOT / ".venv" / "bin" / "uvicorn"), "bench.uvicorn_app:app", "--host", "127.0.0.1",
+                   "--port", str(port), "--no-access-log", "--log-level", "warning"]
+    process = subprocess.Popen(["taskset", "-c", cores, *command],
                                cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     server = Server(name, process, f"http://127.0.0.1:{port}", log)
     wait_until_answers(server, "/readyz")
@@ -661,6 +680,17 @@ def print_table(collected: dict, rounds: int) -> None:
         cells.append(f"{ours.rate / hello.rate:.2f}" if ours and hello and hello.rate and key != "signin" else "")
         cells.append(f"{ours.server_cpu:.0%} / {ours.load_cpu:.0%}" if ours else "")
         print("| " + " | ".join(cells) + " |")
+    for variant, rows in ((OPAQUE, ("code", "refresh")), (UVICORN, VARIANT_ROWS)):
+        for key, title in ROWS:
+            other, ours = med.get((variant, key)), med.get(("op-proxy", key))
+            theirs = med.get(("oidc-provider", key))
+            if key not in rows or other is None:
+                continue
+            ratio = f"{other.rate / theirs.rate:.2f}" if theirs and theirs.rate else "–"
+            against = f" ({other.rate / ours.rate:.2f} × op-proxy)" if ours and ours.rate else ""
+            ceiling = f"{other.rate / hello.rate:.2f}" if hello and hello.rate and key != "signin" else ""
+            print(f"| {title}, {variant} | {number(other.rate)} | {latencies(other)} | | | {ratio}{against} | "
+                  f"{ceiling} | {other.server_cpu:.0%} / {other.load_cpu:.0%} |")
     for key, title in (("code", "token, authorization_code grant"), ("refresh", "token, refresh_token grant")):
         two, one = med.get(("op-proxy --workers 2", key)), med.get(("op-proxy", key))
         if two:
@@ -698,15 +728,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="every row for about one second with few tokens: does the bench itself work")
     parser.add_argument("--cheap-demo-secret", action="store_true",
                         help="the demo client's secret hashed at argon2's cheapest (not the shipped config)")
-    parser.add_argument("--only", choices=["op-proxy", "oidc-provider", "hello", "workers"], action="append",
-                        help="measure only these (repeat); default all")
+    parser.add_argument("--only", choices=["op-proxy", "oidc-provider", "hello", "workers", "opaque", "uvicorn"],
+                        action="append", help="measure only these (repeat); default all (uvicorn when installed: "
+                                              "pip install -e '.[bench]')")
     args = parser.parse_args(argv)
     plan = Plan(args.duration, args.connections, args.sign_in_concurrency)
     if args.quick:
         args.rounds, plan.duration, plan.first_batch = 1, 2, 400
     if args.check:
         args.rounds, plan.duration, plan.connections, plan.sign_in_concurrency, plan.first_batch = 1, 1, 4, 2, 20
-    only = set(args.only or ["op-proxy", "oidc-provider", "hello", "workers"])
+    only = set(args.only or ["op-proxy", "oidc-provider", "hello", "workers", "opaque", "uvicorn"])
+    if "uvicorn" in only and not (ROOT / ".venv" / "bin" / "uvicorn").exists():
+        say("bench: uvicorn is not installed (pip install -e '.[bench]'): no uvicorn rows")
+        only.discard("uvicorn")
     check_tools()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the servers it started stop with it
 
@@ -728,6 +762,10 @@ def main(argv: list[str] | None = None) -> int:
             servers.append(start_op_proxy(work, person_hash, cheap_demo_secret=args.cheap_demo_secret))
         if "oidc-provider" in only:
             servers.append(start_oidc_provider(work))
+        if "opaque" in only:
+            servers.append(start_op_proxy(work, person_hash, cheap_demo_secret=args.cheap_demo_secret, variant=OPAQUE))
+        if "uvicorn" in only:
+            servers.append(start_op_proxy(work, person_hash, cheap_demo_secret=args.cheap_demo_secret, variant=UVICORN))
         if "workers" in only:
             servers.append(start_op_proxy(work, person_hash, workers=2, cores=f"{SERVER_CORE},{LOAD_CORE}",
                                           cheap_demo_secret=args.cheap_demo_secret))
@@ -743,7 +781,11 @@ def main(argv: list[str] | None = None) -> int:
                     say(f"  hello: {number(result.rate)}/s p50 {result.p50:.1f} ms p99 {result.p99:.1f} ms"
                         f" (server CPU {result.server_cpu:.0%}, load generator CPU {result.load_cpu:.0%})")
                     continue
-                rows = ["code", "refresh"] if server.name.endswith("--workers 2") else all_rows
+                rows = all_rows
+                if server.name.endswith("--workers 2") or server.name == OPAQUE:
+                    rows = ["code", "refresh"]
+                elif server.name == UVICORN:
+                    rows = list(VARIANT_ROWS)
                 for row, result in measure_provider(server, plan, work, rows).items():
                     collected.setdefault((server.name, row), []).append(result)
                     say(f"  {row}: {number(result.rate)}/s p50 {result.p50:.1f} ms p99 {result.p99:.1f} ms"
