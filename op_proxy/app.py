@@ -45,6 +45,12 @@ class IssuerBoundQuart(Quart):
 
     issuer: str = ""
 
+    async def preprocess_request(self, request_context=None):
+        # The matched route's template, for /metrics (logs.EveryRequest counts the request).
+        if (frame := logs.current_frame()) is not None and request.url_rule is not None:
+            frame.route = request.url_rule.rule
+        return await super().preprocess_request(request_context)
+
     def create_url_adapter(self, request):
         if request is None or not self.issuer:
             return super().create_url_adapter(request)
@@ -52,29 +58,6 @@ class IssuerBoundQuart(Quart):
         return self.url_map.bind(issuer.netloc, script_name=issuer.path or "/", url_scheme=issuer.scheme,
                                  default_method=request.method, path_info=request.path,
                                  query_args=request.query_string.decode("latin-1"))
-
-
-class SecurityHeaders:
-    """ASGI middleware: the security headers on every response a handler did not set itself, added
-    to the raw header list as it leaves (a few microseconds, where a Quart hook editing the
-    response's header object cost tens on every request)."""
-
-    def __init__(self, app, headers: dict[str, str]):
-        self.app = app
-        self.headers = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-
-        async def send_with_headers(message):
-            if message["type"] == "http.response.start":
-                present = {name.lower() for name, _ in message.get("headers", ())}
-                message["headers"] = [*message.get("headers", ()),
-                                      *(pair for pair in self.headers if pair[0] not in present)]
-            await send(message)
-
-        return await self.app(scope, receive, send_with_headers)
 
 
 def create_app(settings: Settings) -> Quart:
@@ -94,7 +77,6 @@ def create_app(settings: Settings) -> Quart:
 
     app = IssuerBoundQuart(__name__)
     app.issuer = settings.issuer
-    logs.register(app)  # first: every later hook and view logs with the request id
     app.jinja_env.add_extension("jinja2.ext.i18n")
     app.jinja_env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)
     app.extensions["op_proxy"] = svc = Services.build(settings)
@@ -130,7 +112,10 @@ def create_app(settings: Settings) -> Quart:
     if settings.issuer.startswith("https://"):
         # Browsers that once reached op-proxy over https never try plain http again (RFC 6797).
         every_response["Strict-Transport-Security"] = "max-age=31536000"
-    app.asgi_app = discovery.PublicDocuments(SecurityHeaders(app.asgi_app, every_response), svc, every_response)
+    # In front of Quart: the request id, security headers and metrics of every request, then the
+    # public documents answered from their prepared bytes.
+    app.asgi_app = logs.EveryRequest(discovery.PublicDocuments(app.asgi_app, svc), every_response,
+                                     operations.observe_request)
 
     @app.after_request
     async def remember_language(response):

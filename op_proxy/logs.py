@@ -12,10 +12,12 @@ import json
 import logging
 import re
 import secrets
+import time
 from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from op_proxy.masking import mask_ids
+from op_proxy.masking import loggable, mask_ids
 
 REQUEST_ID_HEADER = "X-Request-Id"
 # An id a proxy in front (nginx's $request_id) chose is kept only when it cannot forge anything:
@@ -23,8 +25,6 @@ REQUEST_ID_HEADER = "X-Request-Id"
 SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{5,63}")
 
 _request_id: ContextVar[str | None] = ContextVar("op_proxy_request_id", default=None)
-# Whether this request wrote a log line yet (a one-item list, so the log filter can mark it).
-_request_logged: ContextVar[list | None] = ContextVar("op_proxy_request_logged", default=None)
 log = logging.getLogger("op_proxy.requests")
 
 
@@ -40,36 +40,66 @@ def request_id_from(header: str | None) -> str:
     return header if header and SAFE_REQUEST_ID.fullmatch(header) else new_request_id()
 
 
-def register(app) -> None:
-    """Every request gets an id before anything logs, and hands it back in ``X-Request-Id``."""
-    from quart import g, request
+@dataclass(slots=True)
+class RequestFrame:
+    """What the front of the application notes about one request while it is answered."""
 
-    from op_proxy.masking import loggable
+    request_id: str
+    logged: bool = False  # whether a line was logged with this request's id
+    route: str | None = None  # the route's template, once Quart has matched it
 
-    @app.before_request
-    async def take_request_id():
-        g.request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
-        _request_id.set(g.request_id)
-        _request_logged.set([False])
 
-    @app.after_request
-    async def echo_request_id(response):
-        request_id = g.get("request_id") or current_request_id()
-        if request_id:
-            response.headers[REQUEST_ID_HEADER] = request_id
-            logged = _request_logged.get()
-            if response.status_code >= 400 and logged is not None and not logged[0]:
-                # Every refusal leaves at least one line, so the reference on any error page finds one.
-                log.info("answered status=%s method=%s path=%s", response.status_code, request.method,
-                         loggable(request.path))
-        return response
+_frame: ContextVar[RequestFrame | None] = ContextVar("op_proxy_request_frame", default=None)
+
+
+def current_frame() -> RequestFrame | None:
+    return _frame.get()
+
+
+class EveryRequest:
+    """ASGI, in front of the Quart application: every request gets an id before anything logs and
+    hands it back in ``X-Request-Id``; every response gets ``headers`` (security headers, HSTS)
+    that its handler did not set; every request is counted in /metrics by its route's template;
+    every refusal leaves at least one log line, so the reference on any error page finds one.
+    One wrapper instead of five Quart hooks: a few microseconds per request instead of tens."""
+
+    def __init__(self, app, headers: dict[str, str], observe):
+        self.app, self.observe = app, observe
+        self.headers = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+        asked = next((value for name, value in scope["headers"] if name == b"x-request-id"), None)
+        frame = RequestFrame(request_id_from(asked.decode("latin-1") if asked is not None else None))
+        _frame.set(frame)
+        _request_id.set(frame.request_id)
+        status = 500
+
+        async def send_framed(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                present = {name.lower() for name, _ in message.get("headers", ())}
+                message["headers"] = [*message.get("headers", ()),
+                                      *(pair for pair in self.headers if pair[0] not in present),
+                                      (b"x-request-id", frame.request_id.encode("latin-1"))]
+                if status >= 400 and not frame.logged:
+                    log.info("answered status=%s method=%s path=%s", status, scope["method"], loggable(scope["path"]))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_framed)
+        finally:
+            self.observe(scope["method"], frame.route or "(no route)", status, time.perf_counter() - started)
 
 
 class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = _request_id.get()
-        if record.request_id and (logged := _request_logged.get()) is not None:
-            logged[0] = True
+        if record.request_id and (frame := _frame.get()) is not None:
+            frame.logged = True
         return True
 
 

@@ -18,7 +18,7 @@ import time
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
-from quart import Blueprint, g, jsonify, request
+from quart import Blueprint, jsonify
 from sqlalchemy import func, select
 
 from op_proxy.services import services
@@ -55,19 +55,10 @@ def count_event(event: str, outcome: str, upstream: str | None) -> None:
     EVENTS.labels(event, outcome, upstream or "").inc()
 
 
-@blueprint.before_app_request
-async def start_timer():
-    g.request_started = time.perf_counter()
-
-
-@blueprint.after_app_request
-async def observe(response):
-    started = g.get("request_started")
-    if started is not None:
-        # The route's template (/callback/<name>), never the path itself: paths carry ids and tokens.
-        route = request.url_rule.rule if request.url_rule is not None else "(no route)"
-        REQUESTS.labels(request.method, route, str(response.status_code)).observe(time.perf_counter() - started)
-    return response
+def observe_request(method: str, route: str, status: int, seconds: float) -> None:
+    """Called by ``logs.EveryRequest`` as each request ends. ``route`` is the route's template
+    (/callback/<name>), never the path itself: paths carry ids and tokens."""
+    REQUESTS.labels(method, route, str(status)).observe(seconds)
 
 
 @blueprint.route("/healthz")

@@ -9,7 +9,6 @@ documents for anything the fast path passes on (a ``lang=`` query, another metho
 from __future__ import annotations
 
 import hashlib
-import time
 from functools import lru_cache
 
 import orjson
@@ -20,8 +19,7 @@ from op_proxy.claims.release import SUPPORTED_CLAIMS, SUPPORTED_SCOPES
 from op_proxy.clients.authentication import ASSERTION_ALGORITHMS
 from op_proxy.clients.validation import AUTH_METHODS
 from op_proxy.i18n import SUPPORTED_LOCALES
-from op_proxy.logs import request_id_from
-from op_proxy.operations import REQUESTS
+from op_proxy.logs import current_frame
 from op_proxy.services import services
 
 blueprint = Blueprint("discovery", __name__)
@@ -120,36 +118,29 @@ async def jwks():
 
 
 class PublicDocuments:
-    """ASGI: GET and HEAD of discovery and the JWKS answered from their prepared bytes, with what
-    the application adds to every response (``headers``: security headers, HSTS), the request id
-    and the request counted in /metrics. Anything else goes on to the application."""
+    """ASGI: GET and HEAD of discovery and the JWKS answered from their prepared bytes (the request
+    id, security headers and metrics are ``logs.EveryRequest``'s, in front of this). Anything else
+    goes on to the application."""
 
-    def __init__(self, app, svc, headers: dict[str, str]):
+    def __init__(self, app, svc):
         self.app, self.svc = app, svc
-        self.headers = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
-        self._encoded: dict[int, list] = {}  # id of a prepared header dict → its raw header list
+        self._encoded: dict[int, tuple] = {}  # id of a prepared header dict → (it, its raw header list)
 
     async def __call__(self, scope, receive, send):
         prepare = DOCUMENTS.get(scope.get("path")) if scope["type"] == "http" else None
         if (prepare is None or scope["method"] not in ("GET", "HEAD") or b"lang=" in scope["query_string"]
                 or scope.get("root_path")):
             return await self.app(scope, receive, send)
-        started = time.perf_counter()
+        if (frame := current_frame()) is not None:
+            frame.route = scope["path"]
         body, headers = prepare(self.svc)
-        request_id = if_none_match = None
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                request_id = value.decode("latin-1")
-            elif name == b"if-none-match":
-                if_none_match = value.decode("latin-1")
-        status = 304 if if_none_match and headers["ETag"] in if_none_match else 200
-        raw = [*self._raw(headers), *self.headers,
-               (b"x-request-id", request_id_from(request_id).encode("latin-1"))]
+        if_none_match = next((value for name, value in scope["headers"] if name == b"if-none-match"), b"")
+        status = 304 if headers["ETag"].encode("latin-1") in if_none_match else 200
+        raw = self._raw(headers)
         if status == 200:
-            raw.append((b"content-length", str(len(body)).encode("latin-1")))
+            raw = [*raw, (b"content-length", str(len(body)).encode("latin-1"))]
         await send({"type": "http.response.start", "status": status, "headers": raw})
         await send({"type": "http.response.body", "body": body if status == 200 and scope["method"] == "GET" else b""})
-        REQUESTS.labels(scope["method"], scope["path"], str(status)).observe(time.perf_counter() - started)
 
     def _raw(self, headers: dict) -> list:
         # prepared() returns the same dict for the same document: encode its headers once.
