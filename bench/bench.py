@@ -158,13 +158,15 @@ def wait_until_answers(server: Server, path: str, timeout: float = 60) -> None:
 def bench_person_hash() -> tuple[str, str]:
     from argon2 import PasswordHasher
 
-    hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    # argon2's cheapest (8 KiB, one pass): the sign-in rows measure the provider, not the hash
+    # (issue 9's target excludes it; oidc-provider's development form checks no password at all).
+    hasher = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
     hashed = hasher.hash(BENCH_PASSWORD)
     started = time.perf_counter()
     for _ in range(20):
         hasher.verify(hashed, BENCH_PASSWORD)
     cost = (time.perf_counter() - started) / 20 * 1000
-    return hashed, f"argon2id m=1 MiB, t=1, p=1: {cost:.2f} ms per verification here"
+    return hashed, f"argon2id m=8 KiB, t=1, p=1: {cost:.3f} ms per verification here"
 
 
 def dev_config(cheap_demo_secret: bool) -> str:
