@@ -257,6 +257,8 @@ class _Plan:
         self.binds = [(name, processors.get(name)) for name in compiled.positiontup]
         self.columns = [(column[0], column[3]._cached_result_processor(dialect, None))
                         for column in compiled._result_columns]
+        self.keys = [key for key, _process in self.columns]
+        self.row_type = type("Row", (_Row,), {"__slots__": (), "_keys": {key: i for i, key in enumerate(self.keys)}})
 
     @classmethod
     def of(cls, statement, parameters, dialect):
@@ -273,35 +275,99 @@ class _Plan:
         return tuple(params[name] if process is None else process(params[name]) for name, process in self.binds)
 
 
-class _Rows:
-    """What operations ask of a result: ``.mappings().first()``, ``.all()``, ``.scalar()``, ``.rowcount``."""
+class _Row(tuple):
+    """A row as SQLAlchemy's ``Row`` is read: by position, by attribute, ``._mapping``."""
 
-    def __init__(self, cursor, plan: _Plan):
-        self.cursor, self.plan = cursor, plan
+    __slots__ = ()
+    _keys: dict = {}
+
+    def __getattr__(self, name):
+        try:
+            return self[self._keys[name]]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @property
+    def _mapping(self) -> dict:
+        return dict(zip(self._keys, self, strict=False))
+
+
+class _Rows:
+    """A result read as operations read SQLAlchemy's: rows (``first``, ``one``, ``all``, iteration,
+    attributes), ``mappings()``, ``scalar``/``scalars()``, ``rowcount``."""
+
+    def __init__(self, cursor, plan: _Plan, shape: str = "row"):
+        self.cursor, self.plan, self.shape = cursor, plan, shape
         self.rowcount = cursor.rowcount
         if cursor.description is None:  # INSERT, UPDATE, DELETE: nothing to fetch
             cursor.close()
 
+    def _shaped(self, row):
+        values = [process(value) if process is not None else value
+                  for (_key, process), value in zip(self.plan.columns, row, strict=True)]
+        if self.shape == "mapping":
+            return dict(zip(self.plan.keys, values, strict=True))
+        if self.shape == "scalar":
+            return values[0]
+        return self.plan.row_type(values)
+
     def mappings(self):
+        self.shape = "mapping"
         return self
 
-    def _mapping(self, row) -> dict:
-        return {key: process(value) if process is not None else value
-                for (key, process), value in zip(self.plan.columns, row, strict=True)}
+    def scalars(self):
+        self.shape = "scalar"
+        return self
 
-    def first(self):
-        row = self.cursor.fetchone()
-        self.cursor.close()
-        return None if row is None else self._mapping(row)
-
-    def all(self) -> list:
+    def _fetch_all(self) -> list:
+        if self.cursor.description is None:
+            return []
         rows = self.cursor.fetchall()
         self.cursor.close()
-        return [self._mapping(row) for row in rows]
+        return [self._shaped(row) for row in rows]
+
+    def first(self):
+        if self.cursor.description is None:
+            return None
+        row = self.cursor.fetchone()
+        self.cursor.close()
+        return None if row is None else self._shaped(row)
+
+    def all(self) -> list:
+        return self._fetch_all()
+
+    fetchall = all
+
+    def __iter__(self):
+        return iter(self._fetch_all())
+
+    def one_or_none(self):
+        rows = self._fetch_all()
+        if len(rows) > 1:
+            from sqlalchemy.exc import MultipleResultsFound
+
+            raise MultipleResultsFound("Multiple rows were found when one or none was required")
+        return rows[0] if rows else None
+
+    def one(self):
+        row = self.one_or_none()
+        if row is None:
+            from sqlalchemy.exc import NoResultFound
+
+            raise NoResultFound("No row was found when one was required")
+        return row
 
     def scalar(self):
-        row = self.first()
-        return None if row is None else next(iter(row.values()))
+        self.shape = "scalar"
+        return self.first()
+
+    def scalar_one(self):
+        self.shape = "scalar"
+        return self.one()
+
+    def scalar_one_or_none(self):
+        self.shape = "scalar"
+        return self.one_or_none()
 
 
 class SqliteBusy(Exception):

@@ -1,0 +1,100 @@
+"""On SQLite the hot paths' statements run straight on the sqlite3 cursor (op_proxy.storage.database):
+whatever shape an operation reads a result in, it must read what SQLAlchemy itself would give, and
+a failing statement must fail as SQLAlchemy's error (what the 503 pages and the retries expect)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from op_proxy.storage.database import Database, upgrade_schema
+from op_proxy.storage.models import AuditEvent, Client
+
+EVENTS = AuditEvent.__table__
+CLIENTS = Client.__table__
+ADD_EVENT = insert(EVENTS)
+EVENTS_OF = select(EVENTS.c.id, EVENTS.c.event, EVENTS.c.detail, EVENTS.c.client_id).where(
+    EVENTS.c.event == bindparam("event")).order_by(EVENTS.c.id)
+RENAME = update(EVENTS).where(EVENTS.c.event == bindparam("old")).values(event=bindparam("new"))
+ENABLED = select(CLIENTS.c.client_id, CLIENTS.c.enabled, CLIENTS.c.redirect_uris).where(
+    CLIENTS.c.client_id == bindparam("client_id"))
+ADD_CLIENT = insert(CLIENTS)
+
+
+def every_shape(connection, event: str):
+    rows = connection.execute(EVENTS_OF, {"event": event})
+    first = connection.execute(EVENTS_OF, {"event": event}).first()
+    return {
+        "all": [tuple(row) for row in rows.all()],
+        "attributes": (first.event, first.detail, first.client_id) if first else None,
+        "mapping": dict(first._mapping) if first else None,
+        "mappings": [dict(m) for m in connection.execute(EVENTS_OF, {"event": event}).mappings().all()],
+        "scalar": connection.execute(EVENTS_OF, {"event": event}).scalar(),
+        "scalars": connection.execute(EVENTS_OF, {"event": event}).scalars().all(),
+        "iterated": [row.detail for row in connection.execute(EVENTS_OF, {"event": event})],
+        "none": connection.execute(EVENTS_OF, {"event": "nothing"}).mappings().first(),
+        "client": tuple(connection.execute(ENABLED, {"client_id": "app"}).one()),
+    }
+
+
+def write(connection, event: str):
+    for number in range(3):
+        connection.execute(ADD_EVENT, {"event": event, "outcome": "success", "at": number,
+                                       "detail": {"n": number, "thai": "ทดสอบ"} if number else None})
+    return connection.execute(RENAME, {"old": event, "new": event + "-renamed"}).rowcount
+
+
+def add_client(connection):
+    connection.execute(ADD_CLIENT, {"client_id": "app", "name": "App", "redirect_uris": ["https://a.example/cb"],
+                                    "post_logout_redirect_uris": [], "allowed_scopes": ["openid"],
+                                    "allowed_upstreams": [], "created_at": 1, "updated_at": 1,
+                                    "token_endpoint_auth_method": "none", "enabled": True})
+
+
+@pytest.fixture
+def database(tmp_path):
+    url = f"sqlite+aiosqlite:///{tmp_path}/op-proxy.sqlite3"
+    upgrade_schema(url)
+    db = Database(url)
+    yield db
+    asyncio.run(db.close())
+
+
+def test_the_inline_path_reads_and_writes_what_sqlalchemy_does(database):
+    async def story():
+        await database.run(add_client)
+        inline = []
+        for round_ in range(3):  # a statement goes the direct way from its second use on
+            inline.append(await database.run(write, f"inline-{round_}"))
+        threaded = [await asyncio.to_thread(database.run_sync, write, "threaded")]
+        assert inline == [3, 3, 3] and threaded == [3]
+        seen_inline = [await database.run(every_shape, "inline-2-renamed") for _ in range(3)]
+        seen_by_sqlalchemy = await asyncio.to_thread(database.run_sync, every_shape, "inline-2-renamed")
+        return seen_inline, seen_by_sqlalchemy
+
+    seen_inline, seen_by_sqlalchemy = asyncio.run(story())
+    assert seen_inline[0] == seen_inline[1] == seen_inline[2]
+    ours = seen_inline[2]
+    assert ours == seen_by_sqlalchemy
+    direct = database._inline_connection()._plans  # the statements that took the direct way
+    assert direct.get((EVENTS_OF, ("event",))) and direct.get((RENAME, ("old", "new")))
+    assert ours["attributes"] == ("inline-2-renamed", None, None)
+    assert ours["iterated"] == [None, {"n": 1, "thai": "ทดสอบ"}, {"n": 2, "thai": "ทดสอบ"}]
+    assert ours["client"] == ("app", True, ["https://a.example/cb"])  # booleans and JSON as SQLAlchemy reads them
+    assert ours["none"] is None
+
+
+def test_a_failing_statement_fails_as_sqlalchemys_error_and_changes_nothing(database):
+    async def story():
+        await database.run(add_client)
+        await database.run(add_client)  # the second use of the statement: the direct way
+        return await database.run(lambda connection: connection.execute(ENABLED, {"client_id": "app"}).all())
+
+    with pytest.raises(IntegrityError) as refused:
+        asyncio.run(story())
+    assert "[SQL parameters hidden" in str(refused.value)  # never a redirect URI or secret in an error text
+    count = asyncio.run(database.run(lambda c: len(c.execute(ENABLED, {"client_id": "app"}).all())))
+    assert count == 1
