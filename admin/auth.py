@@ -17,7 +17,7 @@ from op_proxy.services import services
 from op_proxy.signin import flow
 from op_proxy.signin.sessions import account_by_sub
 from op_proxy.storage.models import Admin, AdminSession
-from op_proxy.web import client_ip, render_page, set_cookie, use_locale
+from op_proxy.web import client_ip, render_page, set_cookie
 
 COOKIE = "op_admin"
 LOGIN_CSRF_COOKIE = "op_admin_login"
@@ -82,7 +82,6 @@ def admin_page(changes_something: bool = True):
     def decorate(view):
         @functools.wraps(view)
         async def wrapper(*args, **kwargs):
-            use_locale()
             admin, admin_session = await current_admin()
             if admin is None:
                 return redirect("/admin/login", 303)
@@ -187,7 +186,6 @@ def attach(bp) -> None:
     @bp.route("/login", methods=["GET", "POST"])
     async def login():
         svc = services()
-        use_locale()
         login_token = request.cookies.get(LOGIN_CSRF_COOKIE) or random_token(24)
         if request.method == "GET":
             response = await render_page("admin/login.html", csrf_token=login_token, error=None,

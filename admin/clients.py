@@ -12,10 +12,14 @@ from sqlalchemy import or_, select
 from admin.auth import admin_page, record_admin_action
 from op_proxy.claims.release import DEFAULT_CLIENT_SCOPES, SUPPORTED_SCOPES
 from op_proxy.clients.registry import (
+    ChangedSinceRead,
     ClientExists,
+    NoSuchSecret,
     create_client,
     new_client_secret,
+    remove_client,
     revoke_client_grants,
+    rotate_secret,
     stored_client_secret,
 )
 from op_proxy.clients.validation import (
@@ -315,29 +319,21 @@ def attach(bp) -> None:
     @bp.route("/clients/<client_id>/rotate/<what>", methods=["POST"])
     @admin_page()
     async def client_rotate(client_id: str, what: str):
-        client = await load(client_id)
-        editable(client)
-        secret = random_token(32) if what != "api-secret" else random_token(24)
+        editable(await load(client_id))
         svc = services()
         version = (await request.form).get("version", "")
-        async with svc.db.transaction() as session:
-            row = await session.get(Client, client_id)
-            if version != str(row.updated_at):
-                # A resubmitted form (reload, back button) or another admin's change since the page was
-                # opened: rotating again would silently replace the secret the admin has just copied.
-                raise PageError(_("Nothing was rotated"),
-                                _("This application changed after the page was opened (or the form was sent "
-                                  "twice). Open the application again to rotate its secret."), 409)
-            if what == "secret" and row.token_endpoint_auth_method in ("client_secret_basic", "client_secret_post"):
-                row.secret_hash, label = stored_client_secret(secret), _("Client secret")
-            elif what == "legacy-key" and row.mode == "query_token":
-                row.legacy_key, row.legacy_use_global_key = seal(svc.keyring.data_key(), secret), False
-                label = _("HS256 key for ?token=")
-            elif what == "api-secret" and row.user_handler_endpoint:
-                row.user_handler_secret, label = seal(svc.keyring.data_key(), secret), _(API_SECRET_LABEL)
-            else:
-                raise PageError(_("Nothing to rotate"), _("This application has no such secret."), 400)
-            row.updated_at = max(int(time.time()), row.updated_at + 1)  # every rotation a new version
+        try:
+            secret = await rotate_secret(svc.db, client_id, what, svc.keyring.data_key(), version=version)
+        except ChangedSinceRead:
+            # A resubmitted form (reload, back button) or another admin's change since the page was
+            # opened: rotating again would silently replace the secret the admin has just copied.
+            raise PageError(_("Nothing was rotated"),
+                            _("This application changed after the page was opened (or the form was sent "
+                              "twice). Open the application again to rotate its secret."), 409) from None
+        except NoSuchSecret:
+            raise PageError(_("Nothing to rotate"), _("This application has no such secret."), 400) from None
+        label = {"secret": _("Client secret"), "legacy-key": _("HS256 key for ?token="),
+                 "api-secret": _(API_SECRET_LABEL)}[what]
         await record_admin_action("client_secret_rotated", client_id=client_id, secret=what)
         return await secret_page(await load(client_id), [(label, secret)])
 
@@ -358,10 +354,7 @@ def attach(bp) -> None:
     @admin_page()
     async def client_delete(client_id: str):
         editable(await load(client_id))
-        async with services().db.transaction() as session:
-            await session.delete(await session.get(Client, client_id))
-            # Whoever registers this client_id next must not inherit its tokens or its consents.
-            await revoke_client_grants(session, client_id, "client_deleted", forget_consents=True)
+        await remove_client(services().db, client_id)
         await record_admin_action("client_deleted", client_id=client_id)
         return redirect("/admin/clients?deleted=" + client_id, 303)
 

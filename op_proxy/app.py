@@ -7,16 +7,14 @@ import contextlib
 import logging
 from urllib.parse import urlsplit
 
-from quart import Quart, jsonify, redirect, request
+from quart import Quart, redirect, request
 
-from op_proxy import branding, i18n, logs
+from op_proxy import branding, i18n, logs, web
 from op_proxy.clients.registry import seal_plaintext_api_secrets, sync_config_clients
 from op_proxy.config import Settings
-from op_proxy.errors import DATABASE_UNAVAILABLE, PageError
-from op_proxy.masking import loggable
 from op_proxy.services import Services
 from op_proxy.storage.housekeeping import purge_periodically
-from op_proxy.web import LANGUAGE_COOKIE, render_page, set_cookie, use_locale
+from op_proxy.web import LANGUAGE_COOKIE, render_page, set_cookie
 
 log = logging.getLogger("op_proxy")
 
@@ -29,11 +27,6 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
                                "frame-ancestors 'none'; base-uri 'none'",
 }
-
-
-# Endpoints applications call: their errors are JSON (RFC 6749 §5.2), never a page.
-API_PATHS = ("/token", "/userinfo", "/introspect", "/revoke", "/jwks", "/.well-known/")
-RETRY_AFTER_SECONDS = "30"
 
 
 class IssuerBoundQuart(Quart):
@@ -70,6 +63,7 @@ def create_app(settings: Settings) -> Quart:
         finish,
         introspection,
         logout,
+        responses,
         token,
         userinfo,
     )
@@ -77,6 +71,10 @@ def create_app(settings: Settings) -> Quart:
 
     app = IssuerBoundQuart(__name__)
     app.issuer = settings.issuer
+    # [errors] The language of every page, negotiated once per request, and the one family of errors
+    # (op_proxy/errors.py) answered as a redirect, JSON or a page: web.py and provider/responses.py.
+    web.negotiate_locale_per_request(app)
+    responses.register_error_handlers(app)
     app.jinja_env.add_extension("jinja2.ext.i18n")
     app.jinja_env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)
     app.extensions["op_proxy"] = svc = Services.build(settings)
@@ -125,53 +123,13 @@ def create_app(settings: Settings) -> Quart:
                 set_cookie(response, LANGUAGE_COOKIE, chosen, max_age=365 * 86400)
         return response
 
-    @app.errorhandler(PageError)
-    async def page_error(error: PageError):
-        log.info("page error status=%s detail=%s path=%s", error.status, loggable(error.detail),
-                 loggable(request.path))
-        return await render_page("error.html", error.status, title=error.title, message=error.message)
-
-    async def database_unavailable(error: Exception):
-        # Only the kind of failure: an SQLAlchemy message carries the statement and its parameters.
-        cause = getattr(error, "orig", None) or error
-        code = cause.args[0] if cause.args and isinstance(cause.args[0], int) else None
-        log.warning("database unavailable: %s (%s %s) path=%s", type(error).__name__, type(cause).__name__,
-                    code, loggable(request.path))
-        if request.path.startswith(API_PATHS):
-            response = jsonify({"error": "temporarily_unavailable",
-                                "error_description": "the service cannot reach its database; try again shortly"})
-            response.status_code = 503
-        else:
-            use_locale()
-            response = await render_page(
-                "error.html", 503, title=i18n.gettext("Temporarily unavailable"),
-                message=i18n.gettext("op-proxy cannot reach its database right now. Nothing was changed; "
-                                     "try again in a minute."))
-        response.headers["Retry-After"] = RETRY_AFTER_SECONDS
-        response.headers["Cache-Control"] = "no-store"
-        return response
-
-    for failure in DATABASE_UNAVAILABLE:
-        app.register_error_handler(failure, database_unavailable)
-
     @app.route("/favicon.ico")
     async def favicon():
         # Browsers ask for it on pages without <link rel="icon"> (JSON endpoints, for one).
         return redirect("/static/favicon.svg", 301)
 
-    @app.errorhandler(404)
-    async def not_found(_error):
-        use_locale()
-        return await render_page("error.html", 404, title=i18n.gettext("Page not found"),
-                                 message=i18n.gettext("There is nothing at this address."))
-
-    @app.errorhandler(405)
-    async def method_not_allowed(_error):
-        return jsonify({"error": "invalid_request", "error_description": "method not allowed"}), 405
-
     @app.route("/")
     async def home():
-        use_locale()
         return await render_page("home.html", issuer=settings.issuer)
 
     return app

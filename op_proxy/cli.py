@@ -438,15 +438,19 @@ def clients_show(settings, args):
     print(json.dumps(describe_client(client, settings), indent=2, ensure_ascii=False))
 
 
-def clients_rotate_secret(settings, args):
-    from op_proxy.clients.registry import rotate_client_secret
+def rotate_secret(settings, client_id: str, kind: str, data_key: bytes | None = None) -> str:
+    from op_proxy.clients.registry import rotate_secret
 
     try:
-        secret = run(with_db(settings, lambda db: rotate_client_secret(db, args.client_id)))
+        return run(with_db(settings, lambda db: rotate_secret(db, client_id, kind, data_key)))
     except LookupError:
-        raise CommandError(f"no client {args.client_id}") from None
+        raise CommandError(f"no client {client_id}") from None
     except ValueError as exc:
         raise CommandError(str(exc)) from None
+
+
+def clients_rotate_secret(settings, args):
+    secret = rotate_secret(settings, args.client_id, "secret")
     print(f"new client secret for {args.client_id} (shown once; the old one no longer works): {secret}")
 
 
@@ -471,14 +475,7 @@ def clients_hash_secret(_settings, args):
 
 
 def clients_rotate_legacy_key(settings, args):
-    from op_proxy.clients.registry import rotate_legacy_key
-
-    try:
-        key = run(with_db(settings, lambda db: rotate_legacy_key(db, args.client_id, keyring_for(settings).data_key())))
-    except LookupError:
-        raise CommandError(f"no client {args.client_id}") from None
-    except ValueError as exc:
-        raise CommandError(str(exc)) from None
+    key = rotate_secret(settings, args.client_id, "legacy-key", keyring_for(settings).data_key())
     print(f"new HS256 key for {args.client_id} (shown once; tokens signed with the old one stop working): {key}")
 
 

@@ -369,6 +369,18 @@ class _Reader:
             self.fail(name, f"must be of type {names}, got {value!r}")
         return value
 
+    def secret_from_environment(self, name: str) -> str | None:
+        """``name`` (a ``*_env`` key) names the environment variable holding a secret, so that none
+        sits in a committed config file; None when the key is absent, a complaint naming the
+        variable when it is unset or empty."""
+        variable = self.get(name, str, None)
+        if not variable:
+            return None
+        secret = os.environ.get(variable)
+        if not secret:
+            self.fail(name, f"environment variable {variable} is not set")
+        return secret
+
     def positive_int(self, name: str, default: int | None) -> int | None:
         value = self.get(name, int, default)
         if value is not None and value <= 0:
@@ -548,12 +560,8 @@ def parse_admin(r: _Reader, upstreams: dict | None = None) -> AdminPanelSettings
 
 
 def parse_legacy(r: _Reader) -> LegacySettings:
-    variable = r.get("global_key_env", str, None)
-    key = r.get("global_key", str, None)
-    if variable:
-        key = os.environ.get(variable)
-        if not key:
-            r.fail("global_key_env", f"environment variable {variable} is not set")
+    in_file = r.get("global_key", str, None)
+    key = r.secret_from_environment("global_key_env") or in_file
     from op_proxy.legacy.users import ROLE
 
     roles = r.strings("roles") or LegacySettings.roles
@@ -676,16 +684,10 @@ def parse_client(r: _Reader, upstreams: dict, tokens: TokenSettings) -> ClientSe
         r.fail("access_token_format", '"jwt" (RFC 9068, the default) or "opaque"')
     if fields["mode"] != "oidc" and "token_endpoint_auth_method" not in r.table:
         fields["token_endpoint_auth_method"] = "none"  # a legacy app never calls the token endpoint
-    legacy_key_env = r.get("legacy_key_env", str, None)
-    if legacy_key_env:
-        fields["legacy_key"] = os.environ.get(legacy_key_env)
-        if not fields["legacy_key"]:
-            r.fail("legacy_key_env", f"environment variable {legacy_key_env} is not set")
-    handler_secret_env = r.get("user_handler_secret_env", str, None)
-    if handler_secret_env:
-        fields["user_handler_secret"] = os.environ.get(handler_secret_env)
-        if not fields["user_handler_secret"]:
-            r.fail("user_handler_secret_env", f"environment variable {handler_secret_env} is not set")
+    if legacy_key := r.secret_from_environment("legacy_key_env"):
+        fields["legacy_key"] = legacy_key
+    if handler_secret := r.secret_from_environment("user_handler_secret_env"):
+        fields["user_handler_secret"] = handler_secret
     secret_hash = fields["client_secret_hash"]
     if secret_hash:
         from op_proxy.security import is_argon2_hash, is_secret_digest
@@ -693,13 +695,9 @@ def parse_client(r: _Reader, upstreams: dict, tokens: TokenSettings) -> ClientSe
         if not (is_argon2_hash(secret_hash) or is_secret_digest(secret_hash)):
             r.fail("client_secret_hash", "must be a digest of a generated secret (`op-proxy clients hash-secret`) "
                                          "or an argon2 hash of a chosen one (`op-proxy hash-password`)")
-    secret_env = r.get("client_secret_env", str, None)
-    if secret_env:
+    if secret := r.secret_from_environment("client_secret_env"):
         from op_proxy.security import hash_secret
 
-        secret = os.environ.get(secret_env)
-        if not secret:
-            r.fail("client_secret_env", f"environment variable {secret_env} is not set")
         fields["client_secret_hash"] = hash_secret(secret)
     if fields["mode"] == "query_token" and not fields.get("legacy_key") and not fields["legacy_use_global_key"]:
         r.fail("legacy_key_env", "a query_token client needs its HS256 key (legacy_key_env) or "
@@ -760,12 +758,10 @@ def parse_upstreams(r: _Reader, dirs: tuple[Path, ...] = (PRESETS_DIR,)) -> dict
 def upstream_secret(r: _Reader) -> str | None:
     """From the environment or a file, so that no secret sits in a committed config file."""
     secret = r.get("client_secret", str, None)
-    variable = r.get("client_secret_env", str, None)
+    from_environment = r.secret_from_environment("client_secret_env")
     secret_file = r.get("client_secret_file", str, None)
-    if variable:
-        secret = os.environ.get(variable)
-        if not secret:
-            r.fail("client_secret_env", f"environment variable {variable} is not set")
+    if from_environment:
+        secret = from_environment
     elif secret_file:
         try:
             secret = Path(secret_file).read_text(encoding="utf-8").strip()

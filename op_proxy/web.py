@@ -50,7 +50,26 @@ def _is_trusted(text: str | None, trusted) -> bool:
     return any(address in network for network in trusted)
 
 
+# ui_locales is a parameter of these requests only (OIDC Core §3.1.2.1, RP-Initiated Logout 1.0 §2),
+# sent in the query or, for a POST, the form.
+ENDPOINTS_TAKING_UI_LOCALES = {"authorize.authorize", "logout.logout", "legacy.logout"}
+
+
+def negotiate_locale_per_request(app) -> None:
+    """Every request speaks the person's language before any view, hook or error handler runs."""
+
+    @app.before_request
+    async def negotiate_locale():
+        ui_locales = None
+        if request.endpoint in ENDPOINTS_TAKING_UI_LOCALES:
+            source = await request.form if request.method == "POST" else request.args
+            ui_locales = source.get("ui_locales")
+        use_locale(ui_locales)
+
+
 def use_locale(ui_locales: str | None = None) -> str:
+    """The language of this request; called again only where a stored request's ``ui_locales`` is
+    known (a pending sign-in)."""
     chosen = request.args.get("lang") or request.cookies.get(LANGUAGE_COOKIE)
     locale = i18n.negotiate_locale(ui_locales=ui_locales, chosen=chosen,
                                    accept_language=request.accept_languages,

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from op_proxy.clients import throttle
 from op_proxy.clients.registry import find_client
-from op_proxy.errors import InvalidClient, OAuthError
+from op_proxy.errors import InvalidClient, InvalidRequest
 from op_proxy.security import (
     digest_matches,
     is_secret_digest,
@@ -65,7 +65,7 @@ async def authenticate_client(db, form, authorization: str | None, audiences: se
     if method == "client_secret_basic":
         client_id, secret = basic
         if form.get("client_id") not in (None, client_id):
-            raise OAuthError("invalid_request", "client_id does not match the authenticated client")
+            raise InvalidRequest("client_id does not match the authenticated client")
     elif method == "private_key_jwt":
         client_id = assertion_subject(form)
     else:

@@ -131,17 +131,56 @@ async def create_client(db, fields: dict, data_key: bytes | None = None, limits=
     return client, secret
 
 
-async def rotate_client_secret(db, client_id: str) -> str:
-    secret = new_client_secret()
+class NoSuchSecret(ValueError):
+    """The client has no secret of the kind asked for."""
+
+
+class ChangedSinceRead(ValueError):
+    """The client changed after the caller read it (another admin, or the same form sent twice)."""
+
+
+# The secrets a client may hold, and why a client may not hold one.
+SECRET_KINDS = {
+    "secret": "does not authenticate with a secret",  # client_secret_basic/_post, kept as a digest
+    "legacy-key": "is not in query_token mode",  # the HS256 key of ?token=, sealed: op-proxy signs with it
+    "api-secret": "has no user handler",  # what op-proxy sends its user handler, sealed
+}
+
+
+def _holds(client: Client, kind: str) -> bool:
+    if kind == "secret":
+        return client.token_endpoint_auth_method in ("client_secret_basic", "client_secret_post")
+    if kind == "legacy-key":
+        return client.mode == "query_token"
+    return kind == "api-secret" and bool(client.user_handler_endpoint)
+
+
+async def rotate_secret(db, client_id: str, kind: str, data_key: bytes | None = None, *,
+                        version: str | None = None) -> str:
+    """A new secret of ``kind`` (see ``SECRET_KINDS``) for a client registered in the database,
+    returned in clear to be shown once; the old one stops working now. ``version``: the client's
+    ``updated_at`` as the caller read it, when replacing a secret someone has just copied must not
+    happen twice. LookupError: no such client; ValueError: defined in the config file, changed since
+    read (``ChangedSinceRead``) or holding no such secret (``NoSuchSecret``)."""
+    secret = random_token(24) if kind == "api-secret" else new_client_secret()
     async with db.transaction() as session:
         client = await session.get(Client, client_id)
         if client is None:
             raise LookupError(client_id)
-        if client.is_public or client.token_endpoint_auth_method == "private_key_jwt":
-            raise ValueError(f"client {client_id} does not authenticate with a secret")
         if client.source == "config":
-            raise ValueError(f"client {client_id} is defined in the config file; change its secret there")
-        client.secret_hash, client.updated_at = stored_client_secret(secret), int(time.time())
+            noun = "key" if kind == "legacy-key" else "secret"
+            raise ValueError(f"client {client_id} is defined in the config file; change its {noun} there")
+        if version is not None and version != str(client.updated_at):
+            raise ChangedSinceRead(client_id)
+        if not _holds(client, kind):
+            raise NoSuchSecret(f"client {client_id} {SECRET_KINDS.get(kind, 'has no such secret')}")
+        if kind == "secret":
+            client.secret_hash = stored_client_secret(secret)
+        elif kind == "legacy-key":
+            client.legacy_key, client.legacy_use_global_key = seal(data_key, secret), False
+        else:
+            client.user_handler_secret = seal(data_key, secret)
+        client.updated_at = max(int(time.time()), client.updated_at + 1)  # every rotation a new version
     return secret
 
 
@@ -170,21 +209,6 @@ async def remove_client(db, client_id: str) -> None:
             raise ValueError(f"client {client_id} is defined in the config file; remove it there")
         await session.delete(client)
         await revoke_client_grants(session, client_id, "client_deleted", forget_consents=True)
-
-
-async def rotate_legacy_key(db, client_id: str, data_key: bytes) -> str:
-    key = new_client_secret()
-    async with db.transaction() as session:
-        client = await session.get(Client, client_id)
-        if client is None:
-            raise LookupError(client_id)
-        if client.mode != "query_token":
-            raise ValueError(f"client {client_id} is not in query_token mode")
-        if client.source == "config":
-            raise ValueError(f"client {client_id} is defined in the config file; change its key there")
-        client.legacy_key, client.legacy_use_global_key = encrypt(data_key, key), False
-        client.updated_at = int(time.time())
-    return key
 
 
 class ClientExists(ValueError):

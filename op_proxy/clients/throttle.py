@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy import case, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
-from op_proxy.errors import OAuthError
+from op_proxy.errors import SlowDown
 from op_proxy.storage.models import ClientAuthFailures
 
 FAILURE_LIMIT = 3
@@ -33,11 +33,10 @@ class Failures:
         return self.count >= FAILURE_LIMIT
 
 
-class TooManyFailures(OAuthError):
+class TooManyFailures(SlowDown):
     def __init__(self, failures: Failures):
-        super().__init__("slow_down", f"too many failed client authentications; try again in "
-                                      f"{failures.retry_after} s", 429,
-                         {"Retry-After": str(failures.retry_after)})
+        super().__init__(f"too many failed client authentications; try again in {failures.retry_after} s",
+                         headers={"Retry-After": str(failures.retry_after)})
 
 
 def _failures(window_started_at: int, count: int, now: int) -> Failures:

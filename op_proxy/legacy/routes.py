@@ -22,7 +22,7 @@ from op_proxy.signin import flow
 from op_proxy.signin.sessions import SESSION_COOKIE, account_by_sub, current_session, end_session
 from op_proxy.signin.user_handler import normalized_user
 from op_proxy.storage.models import Client, PendingLogin, SsoSession
-from op_proxy.web import NO_STORE, client_ip, render_page, set_cookie, url_with, use_locale
+from op_proxy.web import NO_STORE, client_ip, render_page, set_cookie, url_with
 
 blueprint = Blueprint("legacy", __name__)
 logger = logging.getLogger(__name__)
@@ -46,7 +46,6 @@ async def legacy_client(svc: Services, client_id: str | None) -> Client:
 @blueprint.route("/sso-authen/public/login.php")
 async def login():
     svc = services()
-    use_locale()
     client = await legacy_client(svc, request.args.get("client_id"))
     redirect_uri = request.args.get("redirect_uri") or client.redirect_uris[0]
     if redirect_uri not in client.redirect_uris:  # exactly, as everywhere
@@ -140,7 +139,6 @@ async def logout():
     any other site) is confirmed by the person first, as at ``/logout``."""
     svc = services()
     args = (await request.form if request.method == "POST" else request.args).to_dict()
-    use_locale(args.get("ui_locales"))
     async with svc.db.session() as session:
         legacy = list((await session.scalars(select(Client).where(Client.mode.in_(LEGACY_MODES)))).all())
     named = next((c for c in legacy if c.enabled and c.client_id == args.get("client_id")), None)

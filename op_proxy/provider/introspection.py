@@ -10,9 +10,9 @@ from quart import Blueprint, request
 
 from op_proxy import audit
 from op_proxy.clients.authentication import authenticate_client
-from op_proxy.errors import OAuthError
-from op_proxy.provider.responses import allow_registered_origins
-from op_proxy.provider.token import client_audiences, oauth_json
+from op_proxy.errors import InvalidRequest
+from op_proxy.provider.responses import allow_registered_origins, oauth_json
+from op_proxy.provider.token import client_audiences
 from op_proxy.security import token_digest
 from op_proxy.services import services
 from op_proxy.storage import operations
@@ -36,7 +36,7 @@ async def authenticated_request():
     form = await request.form
     client = await authenticate_client(svc.db, form, request.headers.get("Authorization"), client_audiences(svc))
     if not form.get("token"):
-        raise OAuthError("invalid_request", "token is required")
+        raise InvalidRequest("token is required")
     return svc, client, form
 
 
@@ -76,10 +76,7 @@ async def describe_refresh_token(svc, token: str) -> dict | None:
 
 @blueprint.route("/introspect", methods=["POST"])
 async def introspect():
-    try:
-        svc, client, form = await authenticated_request()
-    except OAuthError as exc:
-        return oauth_json(exc.body(), exc.status, exc.headers)
+    svc, client, form = await authenticated_request()
     found = await describe(svc, form["token"], form.get("token_type_hint"))
     if found is None or found["client_id"] != client.client_id:
         return oauth_json({"active": False})
@@ -88,10 +85,7 @@ async def introspect():
 
 @blueprint.route("/revoke", methods=["POST"])
 async def revoke():
-    try:
-        svc, client, form = await authenticated_request()
-    except OAuthError as exc:
-        return oauth_json(exc.body(), exc.status, exc.headers)
+    svc, client, form = await authenticated_request()
     found = await describe(svc, form["token"], form.get("token_type_hint"))
     if found is not None and found["client_id"] == client.client_id:
         entry = audit.entry("token_revoked", client_id=client.client_id, sub=found["sub"], ip=client_ip(),

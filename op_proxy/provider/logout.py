@@ -18,7 +18,7 @@ from op_proxy.services import Services, services
 from op_proxy.signin.sessions import SESSION_COOKIE, current_session, end_session
 from op_proxy.signin.upstream_session import LOGOUT_DONE_PATH, logout_continuation, upstream_logout_redirect
 from op_proxy.tokens.validation import id_token_hint_claims
-from op_proxy.web import client_ip, render_page, url_with, use_locale
+from op_proxy.web import client_ip, render_page, url_with
 
 blueprint = Blueprint("logout", __name__)
 
@@ -52,7 +52,6 @@ def logout_csrf_token(session_cookie: str) -> str:
 async def logout():
     svc = services()
     args = (await request.form if request.method == "POST" else request.args).to_dict()
-    use_locale(args.get("ui_locales"))
     claims = hinted_claims(svc, args.get("id_token_hint"))
     client = await requesting_client(svc, args, claims)
     return_to = args.get("post_logout_redirect_uri")
@@ -94,7 +93,6 @@ async def back_to_client(return_to: str | None, state: str | None, client):
 async def logout_done():
     """The upstream signed the person out too and sent them back here."""
     svc = services()
-    use_locale()
     continuation = logout_continuation(svc, request.args.get("state"))
     if continuation is None:
         return await render_page("logged_out.html", client=None)

@@ -1,17 +1,32 @@
 """Responses to the client: authorization responses, ``query`` (302) or ``form_post`` (an
-auto-submitting page), always with ``iss`` (RFC 9207) and the client's ``state``; and CORS for the
+auto-submitting page), always with ``iss`` (RFC 9207) and the client's ``state``; every error of the
+family in ``op_proxy.errors``, answered in one place (``register_error_handlers``); and CORS for the
 endpoints a browser application calls itself (token, userinfo, revocation)."""
 
 from __future__ import annotations
 
+import logging
 from urllib.parse import urlsplit
 
-from quart import redirect, request
+import orjson
+from quart import Response, redirect, request
 
+from op_proxy import i18n
 from op_proxy.clients.registry import list_clients
-from op_proxy.errors import DATABASE_UNAVAILABLE, RedirectableError
+from op_proxy.errors import DATABASE_UNAVAILABLE, DatabaseUnavailable, InvalidRequest, PageError, Refusal
+from op_proxy.masking import loggable
 from op_proxy.services import services
 from op_proxy.web import NO_STORE, render_page, url_with
+
+log = logging.getLogger("op_proxy")
+
+JSON_NO_STORE = {"Content-Type": "application/json", **NO_STORE}
+# Endpoints applications call: their errors are JSON (RFC 6749 §5.2), never a page.
+API_PATHS = ("/token", "/userinfo", "/introspect", "/revoke", "/jwks", "/.well-known/")
+
+
+def oauth_json(body: dict, status: int = 200, headers: dict | None = None) -> Response:
+    return Response(orjson.dumps(body), status, {**JSON_NO_STORE, **headers} if headers else JSON_NO_STORE)
 
 
 async def to_client(svc, redirect_uri: str, response_mode: str, params: dict):
@@ -34,11 +49,57 @@ def origin(uri: str) -> str:
     return f"{parts.scheme}://{parts.netloc}" if parts.netloc else f"{parts.scheme}:"
 
 
-async def error_to_client(svc, redirect_uri: str, response_mode: str, state: str | None,
-                          error: RedirectableError):
-    return await to_client(svc, redirect_uri, response_mode, {
-        "error": error.error, "error_description": error.description or None, "state": state,
-    })
+async def error_to_client(svc, redirect_uri: str, response_mode: str, state: str | None, error: Refusal):
+    """Deprecated: raise ``error.to_client(redirect_uri, response_mode, state)`` instead."""
+    return await answer(error.to_client(redirect_uri, response_mode, state))
+
+
+# -- Errors: one family, three ways of answering -----------------------------------------------------
+
+async def answer(error: Refusal):
+    """A redirect to the client when the error carries its verified redirect URI; a page for people,
+    always for a ``PageError``; JSON to applications (RFC 6749 §5.2), with the error's headers."""
+    if error.redirect is not None:
+        target = error.redirect
+        return await to_client(services(), target.redirect_uri, target.response_mode, {
+            "error": error.error, "error_description": error.description or None, "state": target.state,
+        })
+    if isinstance(error, PageError):
+        log.info("page error status=%s detail=%s path=%s", error.status, loggable(error.detail),
+                 loggable(request.path))
+        return await render_page("error.html", error.status, title=error.title, message=error.message)
+    if request.path.startswith(API_PATHS):
+        return oauth_json(error.body(), error.status, error.headers)
+    response = await render_page("error.html", error.status, title=i18n.gettext(error.page_title),
+                                 message=i18n.gettext(error.page_message, error=error.error))
+    response.headers.update(error.headers)
+    return response
+
+
+async def answer_database_outage(failure: Exception):
+    # Only the kind of failure: an SQLAlchemy message carries the statement and its parameters.
+    cause = getattr(failure, "orig", None) or failure
+    code = cause.args[0] if cause.args and isinstance(cause.args[0], int) else None
+    log.warning("database unavailable: %s (%s %s) path=%s", type(failure).__name__, type(cause).__name__,
+                code, loggable(request.path))
+    return await answer(DatabaseUnavailable())
+
+
+async def answer_not_found(_error):
+    return await render_page("error.html", 404, title=i18n.gettext("Page not found"),
+                             message=i18n.gettext("There is nothing at this address."))
+
+
+async def answer_method_not_allowed(_error):
+    return oauth_json(InvalidRequest("method not allowed").body(), 405)
+
+
+def register_error_handlers(app) -> None:
+    app.register_error_handler(Refusal, answer)
+    for failure in DATABASE_UNAVAILABLE:
+        app.register_error_handler(failure, answer_database_outage)
+    app.register_error_handler(404, answer_not_found)
+    app.register_error_handler(405, answer_method_not_allowed)
 
 
 # -- CORS (Fetch standard) for the endpoints a single-page application calls from the browser --------

@@ -5,30 +5,22 @@ from __future__ import annotations
 
 import time
 
-import orjson
-from quart import Blueprint, Response, request
+from quart import Blueprint, request
 
 from op_proxy import audit
 from op_proxy.clients.authentication import authenticate_client
-from op_proxy.errors import InvalidGrant, OAuthError
+from op_proxy.errors import InvalidGrant, InvalidRequest, InvalidScope, UnsupportedGrantType
 from op_proxy.provider.pkce import verifier_matches
-from op_proxy.provider.responses import allow_registered_origins
+from op_proxy.provider.responses import allow_registered_origins, oauth_json
 from op_proxy.security import token_digest
 from op_proxy.services import Services, services
 from op_proxy.signin.upstream_session import refresh_at_upstream
 from op_proxy.storage import operations
 from op_proxy.storage.models import Client, Grant
-from op_proxy.web import NO_STORE, client_ip
+from op_proxy.web import client_ip
 
 blueprint = Blueprint("token", __name__)
 blueprint.after_request(allow_registered_origins)  # single-page applications redeem their codes here
-
-
-JSON_NO_STORE = {"Content-Type": "application/json", **NO_STORE}
-
-
-def oauth_json(body: dict, status: int = 200, headers: dict | None = None) -> Response:
-    return Response(orjson.dumps(body), status, {**JSON_NO_STORE, **headers} if headers else JSON_NO_STORE)
 
 
 def client_audiences(svc: Services) -> set[str]:
@@ -40,19 +32,15 @@ def client_audiences(svc: Services) -> set[str]:
 async def token():
     svc = services()
     form = await request.form
-    try:
-        refuse_repeated_parameters(form)
-        client = await authenticate_client(svc.db, form, request.headers.get("Authorization"),
-                                           client_audiences(svc))
-        grant_type = form.get("grant_type")
-        handler = GRANT_HANDLERS.get(grant_type)
-        if handler is None:
-            raise OAuthError("unsupported_grant_type" if grant_type else "invalid_request",
-                             f"grant_type {grant_type!r} is not supported" if grant_type else "grant_type is required")
-        body = await handler(svc, client, form)
-    except OAuthError as exc:
-        return oauth_json(exc.body(), exc.status, exc.headers)
-    return oauth_json(body)
+    refuse_repeated_parameters(form)
+    client = await authenticate_client(svc.db, form, request.headers.get("Authorization"), client_audiences(svc))
+    grant_type = form.get("grant_type")
+    if not grant_type:
+        raise InvalidRequest("grant_type is required")
+    handler = GRANT_HANDLERS.get(grant_type)
+    if handler is None:
+        raise UnsupportedGrantType(f"grant_type {grant_type!r} is not supported")
+    return oauth_json(await handler(svc, client, form))
 
 
 def refuse_repeated_parameters(form) -> None:
@@ -60,7 +48,7 @@ def refuse_repeated_parameters(form) -> None:
     codes) would act on a request the client did not unambiguously make."""
     repeated = sorted(name for name in form if len(form.getlist(name)) > 1)
     if repeated:
-        raise OAuthError("invalid_request", f"parameter {repeated[0]} is repeated")
+        raise InvalidRequest(f"parameter {repeated[0]} is repeated")
 
 
 async def revoke_grant(svc: Services, grant_id: str, reason: str) -> None:
@@ -96,7 +84,7 @@ async def authorization_code_grant(svc: Services, client: Client, form) -> dict:
     """Checked before it is consumed (node-oidc-provider's order), so a refused attempt — another
     client holding a leaked code, a mistyped verifier — leaves the code to its rightful redemption."""
     if not form.get("code"):
-        raise OAuthError("invalid_request", "code is required")
+        raise InvalidRequest("code is required")
     ip = client_ip()
 
     def check(code) -> None:
@@ -124,13 +112,13 @@ def narrowed_scope(grant: Grant, requested: str | None) -> str:
         return grant.scope
     narrowed = requested.split()
     if not set(narrowed) <= set(grant.scope.split()):
-        raise OAuthError("invalid_scope", "a refresh cannot widen the granted scope")
+        raise InvalidScope("a refresh cannot widen the granted scope")
     return " ".join(s for s in grant.scope.split() if s in narrowed)
 
 
 async def refresh_token_grant(svc: Services, client: Client, form) -> dict:
     if not form.get("refresh_token"):
-        raise OAuthError("invalid_request", "refresh_token is required")
+        raise InvalidRequest("refresh_token is required")
     ip = client_ip()
 
     def needs_upstream(upstream: str | None, has_refresh_token: bool) -> bool:

@@ -3,28 +3,18 @@
 
 from __future__ import annotations
 
-import orjson
-from quart import Blueprint, Response, jsonify, request
+from quart import Blueprint, request
 
 from op_proxy.claims.release import release
-from op_proxy.provider.responses import allow_registered_origins
+from op_proxy.errors import InsufficientScope, InvalidRequest, InvalidToken
+from op_proxy.provider.responses import allow_registered_origins, oauth_json
 from op_proxy.services import services
 from op_proxy.storage import operations
 from op_proxy.tokens.minting import app_user_claims
 from op_proxy.tokens.validation import active_access_token
-from op_proxy.web import NO_STORE
 
 blueprint = Blueprint("userinfo", __name__)
 blueprint.after_request(allow_registered_origins)  # single-page applications read the profile here
-
-
-def bearer_challenge(error: str, description: str, status: int):
-    response = jsonify({"error": error, "error_description": description})
-    response.status_code = status
-    response.headers["WWW-Authenticate"] = (
-        f'Bearer realm="op-proxy", error="{error}", error_description="{description}"')
-    response.headers.update(NO_STORE)
-    return response
 
 
 async def bearer_token() -> str | None:
@@ -43,19 +33,17 @@ async def userinfo():
     svc = services()
     token = await bearer_token()
     if token is None:
-        response = bearer_challenge("invalid_request", "an access token is required", 401)
-        response.headers["WWW-Authenticate"] = 'Bearer realm="op-proxy"'
-        return response
+        raise InvalidRequest("an access token is required", status=401).bearer_challenge(naming_the_error=False)
     if token == "":
-        return bearer_challenge("invalid_request", "send the access token in one place only", 400)
+        raise InvalidRequest("send the access token in one place only").bearer_challenge()
     active = await active_access_token(svc, token, with_profile=True)
     if active is None:
-        return bearer_challenge("invalid_token", "the access token is invalid, expired or revoked", 401)
+        raise InvalidToken("the access token is invalid, expired or revoked").bearer_challenge()
     claims, grant, profile = active
     if not isinstance(claims.get("scope"), str) or "openid" not in claims["scope"].split():
-        return bearer_challenge("insufficient_scope", "the openid scope is required", 403)
+        raise InsufficientScope("the openid scope is required").bearer_challenge()
     client = await operations.get_client(svc.db, grant.client_id, enabled_only=False)
     requested = (grant.claims or {}).get("userinfo") or {}
     body = {"sub": grant.client_sub, **release(profile or {}, claims["scope"].split(), requested,
                                         client.allowed_scopes if client else ()), **app_user_claims(grant)}
-    return Response(orjson.dumps(body), 200, {"Content-Type": "application/json", **NO_STORE})
+    return oauth_json(body)
