@@ -24,9 +24,9 @@ from tests.support.databases import (
     MARIADB_PORT,
     MARIADB_USER,
     MariaDbDatabase,
-    in_ci,
     sqlite_url,
 )
+from tests.support.peers import require_peer
 from tests.support.person import Person
 from tests.support.rp import authlib_client, discovery, verify_id_token
 from tests.support.server import DEMO_SECRET_HASH, ROOT, default_clients, free_port, write_config
@@ -40,11 +40,7 @@ CLIENTS = default_clients() + [CLINIC]
 
 def systemd_analyze_or_skip() -> str:
     found = shutil.which("systemd-analyze")
-    if found is None:
-        reason = "systemd-analyze is not installed (Debian package systemd)"
-        if in_ci():
-            pytest.fail(reason + " (CI=true requires it)")
-        pytest.skip(reason)
+    require_peer("systemd-analyze", found is not None, "not installed (Debian package systemd)")
     return found
 
 

@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from tests.support.databases import in_ci
+from tests.support.peers import require_peer
 from tests.support.person import Arrival, Page, Person
 from tests.support.rp import authlib_client, verify_id_token
 from tests.support.server import DEMO_SECRET_HASH, OpProxyServer, default_clients, free_port, write_config
@@ -158,11 +158,8 @@ class Federation:
 
 @pytest.fixture(scope="module")
 def federation(tmp_path_factory):
-    if not node_available():
-        reason = "Node.js with tests/peers/node_modules (run `make peers`) is needed for the upstreams"
-        if in_ci():
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require_peer("Node.js", node_available() is not None,
+                 "Node.js with tests/peers/node_modules (run `make peers`) is needed for the upstreams")
     world = Federation(tmp_path_factory.mktemp("federation"))
     yield world
     world.stop()
@@ -735,11 +732,8 @@ class HostileUpstreams:
 
 @pytest.fixture
 def hostile(tmp_path, database_url):
-    if not node_available():
-        reason = "Node.js with tests/peers/node_modules (run `make peers`) is needed for the upstreams"
-        if in_ci():
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require_peer("Node.js", node_available() is not None,
+                 "Node.js with tests/peers/node_modules (run `make peers`) is needed for the upstreams")
     worlds = []
 
     def start(**options) -> HostileUpstreams:

@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
-from tests.support.databases import in_ci
+from tests.support.peers import require_peer
 from tests.support.person import Arrival, Person
 from tests.support.rp import authlib_client, verify_id_token
 from tests.support.server import OpProxyServer, default_clients, free_port, write_config
@@ -19,11 +19,8 @@ PSU_SECRET = "psu-client-secret-" + "y" * 32
 
 @pytest.fixture
 def world(tmp_path):
-    if not node_available():
-        reason = "Node.js with tests/peers/node_modules (run `make peers`) is needed for the upstream"
-        if in_ci():
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require_peer("Node.js", node_available() is not None,
+                 "Node.js with tests/peers/node_modules (run `make peers`) is needed for the upstream")
     op_port = free_port()
     issuer = f"http://127.0.0.1:{op_port}"
     psu = Upstream(psu_config(free_port(), "op-proxy", PSU_SECRET, issuer + "/callback/psu", refresh_tokens=True,

@@ -14,6 +14,7 @@ from authlib.integrations.httpx_client import OAuth2Client
 from authlib.jose import JsonWebKey, jwt
 from authlib.oidc.core import CodeIDToken
 
+from tests.support.peers import require_peer
 from tests.support.person import Arrival, Person
 
 PEERS = Path(__file__).resolve().parents[1] / "peers"
@@ -46,6 +47,14 @@ def authlib_client(issuer: str, client_id: str, client_secret: str | None, redir
 def node_available() -> str | None:
     node = shutil.which("node")
     return node if node and (PEERS / "node_modules" / "openid-client").exists() else None
+
+
+def require_node(needed_for: str) -> str:
+    """The ``node`` binary with tests/peers/node_modules installed, or a skip (a failure under CI=true)."""
+    node = node_available()
+    require_peer("Node.js", node is not None, f"Node.js with tests/peers/node_modules (run `make peers`) is needed "
+                                              f"for {needed_for}")
+    return node
 
 
 def openid_client(command: str, **options) -> dict:
