@@ -10,7 +10,6 @@ import hmac
 import json
 import os
 import re
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -18,7 +17,9 @@ from html import unescape
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
+from sqlalchemy import select, update
 
+from op_proxy.storage.models import Client
 from tests.support.admin import (
     ADMIN_PASSWORD,
     create_admin,
@@ -31,6 +32,7 @@ from tests.support.admin import (
 from tests.support.person import Arrival, Page, Person
 from tests.support.rp import authlib_client, verify_id_token
 from tests.support.server import DEMO_PROFILE, ROOT, free_port
+from tests.support.stored import changed, stored_values
 
 PID = DEMO_PROFILE["pid"]
 APP_REDIRECT = "http://127.0.0.1:5600/callback"
@@ -265,8 +267,8 @@ def test_rotating_the_legacy_key_signs_the_next_token_with_the_new_key_only(make
 
 
 def stored_api_secret(database_url: str, client_id: str) -> str:
-    with sqlite3.connect(database_url.split("///", 1)[1]) as db:
-        return db.execute("SELECT user_handler_secret FROM clients WHERE client_id = ?", (client_id,)).fetchone()[0]
+    [secret] = stored_values(database_url, select(Client.user_handler_secret).where(Client.client_id == client_id))
+    return secret
 
 
 def test_a_new_app_with_a_user_handler_gets_both_secrets_and_rotation_reaches_the_handler(make_server, database_url):
@@ -303,8 +305,8 @@ def test_an_api_secret_an_older_op_proxy_stored_in_clear_is_sealed_at_the_next_s
                                         user_handler_endpoint=api.url))["Client secret"]
         server.stop()
         api.secret = "written-by-op-proxy-before-0009"
-        with sqlite3.connect(database_url.split("///", 1)[1]) as db:
-            db.execute("UPDATE clients SET user_handler_secret = ? WHERE client_id = 'hr'", (api.secret,))
+        assert changed(database_url, update(Client).where(Client.client_id == "hr")
+                       .values(user_handler_secret=api.secret)) == 1
         server.start()
         assert stored_api_secret(database_url, "hr") != api.secret
 

@@ -10,18 +10,20 @@ import base64
 import hashlib
 import json
 import re
-import sqlite3
 import time
-from contextlib import closing
 from dataclasses import dataclass
 from html import unescape
 from urllib.parse import urlencode
 
 import httpx
 import pytest
+from sqlalchemy import update
 
+from op_proxy.security import token_digest
+from op_proxy.storage.models import AuthorizationCode
 from tests.support.person import Arrival, Page, Person
 from tests.support.rp import verify_id_token
+from tests.support.stored import changed
 
 CALLBACK = "http://127.0.0.1:5000/callback"
 OTHER_DEMO_CALLBACK = "http://localhost:5000/auth"  # demo's second registered redirect URI
@@ -112,13 +114,9 @@ def assert_invalid_grant(response: httpx.Response) -> None:
 
 
 def expire_code(server, code: str) -> None:
-    """Move the code's expiry into the past, straight in the server's SQLite database."""
-    digest = hashlib.sha256(code.encode()).hexdigest()
-    with closing(sqlite3.connect(server.config_path.parent / "op-proxy.sqlite3")) as db:
-        changed = db.execute("UPDATE authorization_codes SET expires_at = ? WHERE code_digest = ?",
-                             (int(time.time()) - 60, digest)).rowcount
-        db.commit()
-    assert changed == 1
+    """Move the code's expiry into the past, straight in the server's database."""
+    assert changed(server, update(AuthorizationCode).where(AuthorizationCode.code_digest == token_digest(code))
+                   .values(expires_at=int(time.time()) - 60)) == 1
 
 
 def link_to_language(page: Page, code: str) -> str:

@@ -11,7 +11,6 @@ import hmac
 import json
 import os
 import re
-import sqlite3
 import stat
 import subprocess
 import sys
@@ -23,14 +22,17 @@ from pathlib import Path
 import httpx
 import pytest
 from argon2 import PasswordHasher
+from sqlalchemy import func, select
 
 from op_proxy.cli import build_parser
 from op_proxy.config import load_settings
 from op_proxy.security import secret_digest
+from op_proxy.storage.models import Client
 from tests.support.databases import sqlite_url
 from tests.support.person import Arrival, Person
 from tests.support.rp import authlib_client, discovery, verify_id_token
 from tests.support.server import DEMO_PASSWORD_HASH, ROOT, OpProxyServer, free_port, write_config
+from tests.support.stored import stored_values, table_names
 
 APP_REDIRECT = "https://app.example.org/cb"
 
@@ -65,7 +67,8 @@ class Site:
         self.directory = directory
         self.port = free_port()
         self.database = directory / "op-proxy.sqlite3"
-        self.config = write_config(directory, port=self.port, database_url=sqlite_url(directory))
+        self.database_url = sqlite_url(directory)
+        self.config = write_config(directory, port=self.port, database_url=self.database_url)
         self.issuer = f"http://127.0.0.1:{self.port}"
         self.servers: list[OpProxyServer] = []
 
@@ -82,10 +85,9 @@ class Site:
             server.stop()
 
     def stored_secret_hash(self, client_id: str) -> str | None:
-        with sqlite3.connect(self.database) as db:
-            row = db.execute("SELECT secret_hash FROM clients WHERE client_id = ?", (client_id,)).fetchone()
-        assert row is not None, f"client {client_id} is not in the database"
-        return row[0]
+        rows = stored_values(self.database_url, select(Client.secret_hash).where(Client.client_id == client_id))
+        assert rows, f"client {client_id} is not in the database"
+        return rows[0]
 
 
 @pytest.fixture
@@ -131,8 +133,7 @@ def test_init_creates_the_database_and_a_private_signing_key(site):
     assert stat.S_IMODE(key_files[0].stat().st_mode) == 0o600, "the private key is readable by others"
     kid = key_files[0].name.removesuffix(".jwk.json")
     assert "database ready" in output and kid in output
-    with sqlite3.connect(site.database) as db:
-        config_clients = {row[0] for row in db.execute("SELECT client_id FROM clients WHERE source = 'config'")}
+    config_clients = set(stored_values(site.database_url, select(Client.client_id).where(Client.source == "config")))
     assert {"demo", "demo-spa"} <= config_clients
 
     # Running it again changes nothing: same key.
@@ -381,8 +382,7 @@ def test_db_upgrade_can_be_run_twice(site):
     second = succeeded(site.run("db", "upgrade"))
 
     assert "latest" in first and "latest" in second
-    with sqlite3.connect(site.database) as db:
-        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    tables = table_names(site.database_url)
     assert "clients" in tables and "alembic_version" in tables
 
 
@@ -556,8 +556,8 @@ def test_op_proxy_database_url_sends_init_to_another_database(site):
     assert "database ready" in output
     assert elsewhere.exists()
     assert not site.database.exists()
-    with sqlite3.connect(elsewhere) as db:
-        assert db.execute("SELECT count(*) FROM clients WHERE client_id = 'demo'").fetchone() == (1,)
+    demo_rows = select(func.count()).select_from(Client).where(Client.client_id == "demo")
+    assert stored_values(f"sqlite+aiosqlite:///{elsewhere}", demo_rows) == [1]
 
 
 # -- hash-password -------------------------------------------------------------------------------
