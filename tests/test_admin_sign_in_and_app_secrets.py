@@ -30,7 +30,7 @@ from tests.support.admin import (
     try_password,
 )
 from tests.support.person import Arrival, Page, Person
-from tests.support.rp import authlib_client, verify_id_token
+from tests.support.rp import App, verify_id_token
 from tests.support.server import DEMO_PROFILE, ROOT, free_port
 from tests.support.stored import changed, stored_values
 
@@ -61,11 +61,9 @@ def client_authenticates(server, client_id: str, secret: str) -> bool:
 
 
 def sign_in_to_app(server, client_id: str, secret: str, redirect_uri: str = APP_REDIRECT) -> dict:
-    """The app's whole code flow (Authlib, PKCE) with the demo person at the browser: its token response."""
-    app = authlib_client(server.issuer, client_id, secret, redirect_uri)
-    url, _ = app.create_authorization_url(server.url("/authorize"), code_verifier="v" * 43)
-    arrival = Person(server.issuer).sign_in(url)
-    return app.fetch_token(server.url("/token"), authorization_response=arrival.url, code_verifier="v" * 43)
+    """The app's whole code flow (PKCE) with the demo person at the browser: its token response."""
+    app = App(server.issuer, client_id, redirect_uri, secret=secret, scope="openid profile email")
+    return app.sign_in(Person(server.issuer))
 
 
 def register(admin: Person, server, **fields) -> httpx.Response:
@@ -339,8 +337,8 @@ def test_a_disabled_application_signs_nobody_in_until_it_is_enabled_again(make_s
     server = make_server()
     admin = signed_in_admin(server)
     secret = shown_secret(register(admin, server, client_id="intranet", redirect_uris=APP_REDIRECT))
-    app = authlib_client(server.issuer, "intranet", secret, APP_REDIRECT)
-    url, _ = app.create_authorization_url(server.url("/authorize"), code_verifier="d" * 43)
+    app = App(server.issuer, "intranet", APP_REDIRECT, secret=secret, scope="openid profile email")
+    url = app.authorization_url()
 
     post_form(admin, server.url("/admin/clients/intranet"), "/admin/clients/intranet/enabled", enabled="0")
     refused = Person(server.issuer).visit(url)
@@ -348,8 +346,7 @@ def test_a_disabled_application_signs_nobody_in_until_it_is_enabled_again(make_s
     assert not client_authenticates(server, "intranet", secret)
 
     post_form(admin, server.url("/admin/clients/intranet"), "/admin/clients/intranet/enabled", enabled="1")
-    arrival = Person(server.issuer).sign_in(url)
-    assert isinstance(arrival, Arrival) and "code" in arrival.params
+    app.code_from(Person(server.issuer).sign_in(url))
 
 
 # -- an application's token lifetimes --------------------------------------------------------------

@@ -15,6 +15,7 @@ import stat
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import metadata
 from pathlib import Path
@@ -30,7 +31,7 @@ from op_proxy.security import secret_digest
 from op_proxy.storage.models import Client
 from tests.support.databases import sqlite_url
 from tests.support.person import Arrival, Person
-from tests.support.rp import authlib_client, discovery, verify_id_token
+from tests.support.rp import App, assert_error, authlib_client, discovery, verify_id_token
 from tests.support.server import DEMO_PASSWORD_HASH, ROOT, OpProxyServer, free_port, write_config
 from tests.support.stored import stored_values, table_names
 
@@ -97,27 +98,17 @@ def site(tmp_path):
     installation.stop()
 
 
-def code_for(issuer: str, client_id: str, redirect_uri: str) -> tuple[dict, str]:
-    """A person signs in to the application; returns the token request the app would make
-    (without its client authentication) and the place the person arrived at."""
-    metadata = discovery(issuer)
-    app = authlib_client(issuer, client_id, None, redirect_uri)
-    verifier = os.urandom(32).hex()
-    url, state = app.create_authorization_url(metadata["authorization_endpoint"], code_verifier=verifier)
-    person = Person(issuer)
+def app_at(server, client_id: str, secret: str) -> App:
+    return App(server.issuer, client_id, APP_REDIRECT, secret=secret, scope="openid profile email")
+
+
+def code_for(app: App) -> str:
+    """A person signs in to the application at a browser of their own; the code it brings back."""
+    person = Person(app.issuer)
     try:
-        arrival = person.sign_in(url)
+        return app.code_for(person)
     finally:
         person.close()
-    assert isinstance(arrival, Arrival) and arrival.url.startswith(redirect_uri + "?"), arrival
-    assert arrival.params["state"] == state
-    return {"grant_type": "authorization_code", "code": arrival.params["code"], "redirect_uri": redirect_uri,
-            "code_verifier": verifier}, arrival.url
-
-
-def exchange(issuer: str, request: dict, client_id: str, secret: str) -> httpx.Response:
-    """The application's back end redeems the code, authenticating with client_secret_basic."""
-    return httpx.post(discovery(issuer)["token_endpoint"], data=request, auth=(client_id, secret), timeout=15)
 
 
 # -- init ----------------------------------------------------------------------------------------
@@ -182,10 +173,10 @@ def test_rotating_a_secret_locks_out_the_old_one_and_the_new_one_works(site):
     new_secret = printed_secret(rotated)
     assert new_secret != secret and "myapp" in rotated
 
-    request, _ = code_for(server.issuer, "myapp", APP_REDIRECT)
-    refused = exchange(server.issuer, request, "myapp", secret)
-    assert refused.status_code == 401 and refused.json()["error"] == "invalid_client"
-    accepted = exchange(server.issuer, request, "myapp", new_secret)
+    app = app_at(server, "myapp", secret)
+    code = code_for(app)
+    assert_error(app.exchange(code), "invalid_client", status=401)
+    accepted = replace(app, secret=new_secret).exchange(code)
     assert accepted.status_code == 200, accepted.text
     assert verify_id_token(server.issuer, accepted.json()["id_token"], "myapp")["preferred_username"] == "demo"
 
@@ -277,8 +268,8 @@ def app_api():
 
 def signed_in_claims(site, client_id: str, secret: str) -> dict:
     server = site.serve()
-    request, _ = code_for(server.issuer, client_id, APP_REDIRECT)
-    answer = exchange(server.issuer, request, client_id, secret)
+    app = app_at(server, client_id, secret)
+    answer = app.exchange(code_for(app))
     assert answer.status_code == 200, answer.text
     return verify_id_token(server.issuer, answer.json()["id_token"], client_id)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import secrets
 import shutil
 import subprocess
@@ -91,19 +90,12 @@ class OpenIdClientError(Exception):
 
 
 def demo_id_token(server) -> str:
-    """The demo app signs the demo person in (Authlib, code + PKCE); the ID token it receives."""
-    metadata = discovery(server.issuer)
-    app = authlib_client(server.issuer, "demo", "demo-secret", DEMO_REDIRECT)
-    verifier = os.urandom(32).hex()
-    url, _ = app.create_authorization_url(metadata["authorization_endpoint"], code_verifier=verifier)
+    """The demo app signs the demo person in (code + PKCE); the ID token it receives."""
     person = Person(server.issuer)
     try:
-        arrival = person.sign_in(url)
+        return App(server.issuer, scope="openid profile email").sign_in(person)["id_token"]
     finally:
         person.close()
-    assert isinstance(arrival, Arrival), arrival
-    return app.fetch_token(metadata["token_endpoint"], authorization_response=arrival.url,
-                           code_verifier=verifier)["id_token"]
 
 
 # -- an application's back end, request by request ---------------------------------------------------
