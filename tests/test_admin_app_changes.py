@@ -12,6 +12,7 @@ import pytest
 
 from tests.support.admin import csrf_token, hidden_fields, post_form, signed_in_admin
 from tests.support.person import Arrival, Person
+from tests.support.rp import assert_error
 from tests.test_admin_sign_in_and_app_secrets import (
     APP_REDIRECT,
     LEGACY_REDIRECT,
@@ -74,7 +75,7 @@ def test_an_app_deleted_and_registered_again_under_its_client_id_inherits_none_o
     new_secret = shown_secret(register(admin, server, client_id="payroll", redirect_uris=APP_REDIRECT))
 
     refused = refresh(server, "payroll", new_secret, old["refresh_token"])
-    assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"
+    assert_error(refused, "invalid_grant")
     assert introspect(server, "payroll", new_secret, old["access_token"]) == {"active": False}
     assert userinfo(server, old["access_token"]).status_code == 401
     # The new app works, with tokens of its own.
@@ -96,7 +97,7 @@ def test_disabling_an_app_ends_its_tokens_now_not_when_they_expire(make_server):
     assert userinfo(server, tokens["access_token"]).status_code == 401
     assert introspect(server, "intranet", secret, tokens["access_token"]) == {"active": False}
     refused = refresh(server, "intranet", secret, tokens["refresh_token"])
-    assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"
+    assert_error(refused, "invalid_grant")
 
 
 def test_an_app_s_page_says_whether_it_is_enabled(make_server):

@@ -20,7 +20,7 @@ from op_proxy import audit
 from op_proxy.storage import Database
 from tests.support.admin import admin_browser, create_admin, login_form
 from tests.support.person import Person
-from tests.support.rp import authlib_client, verify_id_token
+from tests.support.rp import App
 from tests.support.server import DEMO_PROFILE, DEMO_SECRET_HASH, default_clients
 
 PID = DEMO_PROFILE["pid"]
@@ -94,17 +94,14 @@ def record_events(database_url: str, events: list[tuple[str, dict]]) -> None:
 
 def sign_in_to_the_thaid_app(server) -> dict:
     """A person gets their password wrong once, then signs in to an app that may see their national ID."""
-    app = authlib_client(server.issuer, "thaid-app", "demo-secret", "http://127.0.0.1:5010/callback",
-                         scope="openid profile thaid")
-    url, _ = app.create_authorization_url(server.url("/authorize"), code_verifier="q" * 43)
+    app = App(server.issuer, "thaid-app", "http://127.0.0.1:5010/callback", scope="openid profile thaid")
     person = Person(server.issuer)
     try:
-        person.submit_password(person.visit(url), password="not-the-password")
-        arrival = person.sign_in(url)
-        token = app.fetch_token(server.url("/token"), authorization_response=arrival.url, code_verifier="q" * 43)
+        person.submit_password(person.visit(app.authorization_url()), password="not-the-password")
+        token = app.sign_in(person)
     finally:
         person.close()
-    claims = verify_id_token(server.issuer, token["id_token"], "thaid-app")
+    claims = app.id_token_claims(token)
     assert claims["pid"] == PID  # the app may see it; the audit log may not show it
     return claims
 

@@ -10,7 +10,6 @@ import hmac
 import json
 import os
 import re
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -18,7 +17,9 @@ from html import unescape
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
+from sqlalchemy import select, update
 
+from op_proxy.storage.models import Client
 from tests.support.admin import (
     ADMIN_PASSWORD,
     create_admin,
@@ -29,8 +30,9 @@ from tests.support.admin import (
     try_password,
 )
 from tests.support.person import Arrival, Page, Person
-from tests.support.rp import authlib_client, verify_id_token
+from tests.support.rp import App, verify_id_token
 from tests.support.server import DEMO_PROFILE, ROOT, free_port
+from tests.support.stored import changed, stored_values
 
 PID = DEMO_PROFILE["pid"]
 APP_REDIRECT = "http://127.0.0.1:5600/callback"
@@ -59,11 +61,9 @@ def client_authenticates(server, client_id: str, secret: str) -> bool:
 
 
 def sign_in_to_app(server, client_id: str, secret: str, redirect_uri: str = APP_REDIRECT) -> dict:
-    """The app's whole code flow (Authlib, PKCE) with the demo person at the browser: its token response."""
-    app = authlib_client(server.issuer, client_id, secret, redirect_uri)
-    url, _ = app.create_authorization_url(server.url("/authorize"), code_verifier="v" * 43)
-    arrival = Person(server.issuer).sign_in(url)
-    return app.fetch_token(server.url("/token"), authorization_response=arrival.url, code_verifier="v" * 43)
+    """The app's whole code flow (PKCE) with the demo person at the browser: its token response."""
+    app = App(server.issuer, client_id, redirect_uri, secret=secret, scope="openid profile email")
+    return app.sign_in(Person(server.issuer))
 
 
 def register(admin: Person, server, **fields) -> httpx.Response:
@@ -265,8 +265,8 @@ def test_rotating_the_legacy_key_signs_the_next_token_with_the_new_key_only(make
 
 
 def stored_api_secret(database_url: str, client_id: str) -> str:
-    with sqlite3.connect(database_url.split("///", 1)[1]) as db:
-        return db.execute("SELECT user_handler_secret FROM clients WHERE client_id = ?", (client_id,)).fetchone()[0]
+    [secret] = stored_values(database_url, select(Client.user_handler_secret).where(Client.client_id == client_id))
+    return secret
 
 
 def test_a_new_app_with_a_user_handler_gets_both_secrets_and_rotation_reaches_the_handler(make_server, database_url):
@@ -303,8 +303,8 @@ def test_an_api_secret_an_older_op_proxy_stored_in_clear_is_sealed_at_the_next_s
                                         user_handler_endpoint=api.url))["Client secret"]
         server.stop()
         api.secret = "written-by-op-proxy-before-0009"
-        with sqlite3.connect(database_url.split("///", 1)[1]) as db:
-            db.execute("UPDATE clients SET user_handler_secret = ? WHERE client_id = 'hr'", (api.secret,))
+        assert changed(database_url, update(Client).where(Client.client_id == "hr")
+                       .values(user_handler_secret=api.secret)) == 1
         server.start()
         assert stored_api_secret(database_url, "hr") != api.secret
 
@@ -337,8 +337,8 @@ def test_a_disabled_application_signs_nobody_in_until_it_is_enabled_again(make_s
     server = make_server()
     admin = signed_in_admin(server)
     secret = shown_secret(register(admin, server, client_id="intranet", redirect_uris=APP_REDIRECT))
-    app = authlib_client(server.issuer, "intranet", secret, APP_REDIRECT)
-    url, _ = app.create_authorization_url(server.url("/authorize"), code_verifier="d" * 43)
+    app = App(server.issuer, "intranet", APP_REDIRECT, secret=secret, scope="openid profile email")
+    url = app.authorization_url()
 
     post_form(admin, server.url("/admin/clients/intranet"), "/admin/clients/intranet/enabled", enabled="0")
     refused = Person(server.issuer).visit(url)
@@ -346,8 +346,7 @@ def test_a_disabled_application_signs_nobody_in_until_it_is_enabled_again(make_s
     assert not client_authenticates(server, "intranet", secret)
 
     post_form(admin, server.url("/admin/clients/intranet"), "/admin/clients/intranet/enabled", enabled="1")
-    arrival = Person(server.issuer).sign_in(url)
-    assert isinstance(arrival, Arrival) and "code" in arrival.params
+    app.code_from(Person(server.issuer).sign_in(url))
 
 
 # -- an application's token lifetimes --------------------------------------------------------------

@@ -6,18 +6,20 @@ from __future__ import annotations
 import base64
 import json
 import re
-import sqlite3
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import httpx
+from sqlalchemy import select
 
 from admin import formatting
 from admin.upstreams import newest_key_at
+from op_proxy.storage.models import AuditEvent, User
 from tests.support.admin import post_form, signed_in_admin
 from tests.support.person import Arrival, Page, Person
 from tests.support.rp import demo_id_token
 from tests.support.server import default_clients, free_port
+from tests.support.stored import stored_values
 
 REDIRECT = "http://127.0.0.1:5000/callback"
 
@@ -90,12 +92,8 @@ def published_kids(server) -> list[str]:
 
 
 def admin_actions(server) -> list[dict]:
-    database = sqlite3.connect(server.config_path.parent / "op-proxy.sqlite3")
-    try:
-        rows = database.execute("SELECT detail FROM audit_events WHERE event = 'admin_action' ORDER BY id").fetchall()
-    finally:
-        database.close()
-    return [json.loads(row[0]) for row in rows]
+    return stored_values(server, select(AuditEvent.detail).where(AuditEvent.event == "admin_action")
+                         .order_by(AuditEvent.id))
 
 
 def test_keys_rotate_now_publishes_and_retire_now_switches_only_for_admins_with_a_csrf_token(make_server):
@@ -184,9 +182,7 @@ def test_the_users_page_lists_php_session_people_and_an_admin_changes_a_role(mak
 
     changed = post_form(admin, server.url("/admin/users"), role_action, role="editor")
     assert changed.status_code == 303
-    database = sqlite3.connect(server.config_path.parent / "op-proxy.sqlite3")
-    assert database.execute("SELECT role FROM users WHERE id = ?", (int(user_id),)).fetchone() == ("editor",)
-    database.close()
+    assert stored_values(server, select(User.role).where(User.id == int(user_id))) == ["editor"]
     last = admin_actions(server)[-1]
     assert re.fullmatch(r"[0-9a-f]{12}", last.pop("request_id"))  # the reference of the admin's request
     assert last == {"admin": "boss", "action": "user_role_changed", "user_id": int(user_id),

@@ -6,22 +6,21 @@ Every test here fails if the rule it names is taken out of op-proxy.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import re
-import sqlite3
 import time
-from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import replace
 from html import unescape
-from urllib.parse import urlencode
 
 import httpx
 import pytest
+from sqlalchemy import update
 
-from tests.support.person import Arrival, Page, Person
-from tests.support.rp import verify_id_token
+from op_proxy.security import token_digest
+from op_proxy.storage.models import AuthorizationCode
+from tests.support.person import Page, Person
+from tests.support.rp import App, assert_error, verify_id_token
+from tests.support.stored import changed
 
 CALLBACK = "http://127.0.0.1:5000/callback"
 OTHER_DEMO_CALLBACK = "http://localhost:5000/auth"  # demo's second registered redirect URI
@@ -30,95 +29,13 @@ SPA_CALLBACK = "http://127.0.0.1:5173/callback"
 SECOND_CALLBACK = "http://127.0.0.1:5002/callback"
 CONSENT_CALLBACK = "http://127.0.0.1:5003/callback"
 
-STATE = "af0ifjsldkj"
 VERIFIER = "dBjftJeZ4CVP-mJ92K5vk5vS0Ps1YdQbG6S4-hP8bhs"  # RFC 7636 Appendix B
 
 
-def s256(verifier: str) -> str:
-    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-
-
-@dataclass
-class App:
-    """A registered application: it sends people to /authorize and talks to /token itself."""
-
-    server: object
-    client_id: str
-    redirect_uri: str
-    secret: str | None = "demo-secret"
-    auth: str = "basic"  # basic, post or none
-
-    def authorization_url(self, *, verifier: str | None = VERIFIER, **params) -> str:
-        query = {"response_type": "code", "client_id": self.client_id, "redirect_uri": self.redirect_uri,
-                 "scope": "openid", "state": STATE}
-        if verifier is not None:
-            query |= {"code_challenge": s256(verifier), "code_challenge_method": "S256"}
-        query |= params
-        return self.server.issuer + "/authorize?" + urlencode({k: v for k, v in query.items() if v is not None})
-
-    def token(self, form: dict, *, client_id: str | None = None, secret: str | None = None,
-              auth: str | None = None) -> httpx.Response:
-        client_id, secret, auth = client_id or self.client_id, secret or self.secret, auth or self.auth
-        form = {k: v for k, v in form.items() if v is not None}
-        if auth == "basic":
-            return httpx.post(self.server.issuer + "/token", data=form, auth=(client_id, secret))
-        if auth == "post":
-            form |= {"client_id": client_id, "client_secret": secret}
-        else:
-            form |= {"client_id": client_id}
-        return httpx.post(self.server.issuer + "/token", data=form)
-
-    def exchange(self, code: str, *, verifier: str | None = VERIFIER, redirect_uri: str | None = None,
-                 **kwargs) -> httpx.Response:
-        return self.token({"grant_type": "authorization_code", "code": code, "code_verifier": verifier,
-                           "redirect_uri": redirect_uri or self.redirect_uri}, **kwargs)
-
-    def refresh(self, refresh_token: str, **form) -> httpx.Response:
-        return self.token({"grant_type": "refresh_token", "refresh_token": refresh_token, **form})
-
-    def userinfo(self, access_token: str) -> httpx.Response:
-        return httpx.get(self.server.issuer + "/userinfo", headers={"Authorization": f"Bearer {access_token}"})
-
-
-def code_from(arrival) -> str:
-    assert isinstance(arrival, Arrival), f"the person was left on a page of ours: {getattr(arrival, 'title', '')}"
-    assert "error" not in arrival.params, arrival.params
-    return arrival.params["code"]
-
-
-def signed_in_code(person: Person, app: App, **params) -> str:
-    return code_from(person.sign_in(app.authorization_url(**params)))
-
-
-def tokens_for(person: Person, app: App, **params) -> dict:
-    response = app.exchange(signed_in_code(person, app, **params))
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def assert_error_back_at(arrival, redirect_uri: str, error: str, server) -> None:
-    """RFC 6749 §4.1.2.1: the error, the client's state and (RFC 9207) our issuer, at the client."""
-    assert isinstance(arrival, Arrival), f"the person was left on a page of ours: {getattr(arrival, 'title', '')}"
-    assert arrival.url.split("?")[0] == redirect_uri
-    assert arrival.params["error"] == error
-    assert arrival.params["state"] == STATE
-    assert arrival.params["iss"] == server.issuer
-    assert "code" not in arrival.params
-
-
-def assert_invalid_grant(response: httpx.Response) -> None:
-    assert response.status_code == 400, response.text
-    assert response.json()["error"] == "invalid_grant"
-
-
 def expire_code(server, code: str) -> None:
-    """Move the code's expiry into the past, straight in the server's SQLite database."""
-    digest = hashlib.sha256(code.encode()).hexdigest()
-    with closing(sqlite3.connect(server.config_path.parent / "op-proxy.sqlite3")) as db:
-        changed = db.execute("UPDATE authorization_codes SET expires_at = ? WHERE code_digest = ?",
-                             (int(time.time()) - 60, digest)).rowcount
-        db.commit()
-    assert changed == 1
+    """Move the code's expiry into the past, straight in the server's database."""
+    assert changed(server, update(AuthorizationCode).where(AuthorizationCode.code_digest == token_digest(code))
+                   .values(expires_at=int(time.time()) - 60)) == 1
 
 
 def link_to_language(page: Page, code: str) -> str:
@@ -129,7 +46,7 @@ def link_to_language(page: Page, code: str) -> str:
 
 @pytest.fixture
 def demo(server):
-    return App(server, "demo", CALLBACK)
+    return App(server.issuer, "demo", CALLBACK)
 
 
 @pytest.fixture
@@ -142,7 +59,7 @@ def english_person(server):
 # -- before the application is trusted: a page of ours, never a redirect -----------------------------
 
 def test_an_unknown_application_gets_an_error_page_not_a_redirect(server, english_person):
-    url = App(server, "no-such-app", CALLBACK).authorization_url()
+    url = App(server.issuer, "no-such-app", CALLBACK).authorization_url()
 
     response = english_person.http.get(url)
 
@@ -163,7 +80,7 @@ def test_an_unknown_application_gets_an_error_page_not_a_redirect(server, englis
 def test_a_return_address_that_is_not_exactly_registered_gets_a_page_and_no_redirect(
         server, english_person, redirect_uri):
     # Even a request that is wrong in other ways must not be answered at an unverified address.
-    url = App(server, "demo", redirect_uri).authorization_url(response_type="token")
+    url = App(server.issuer, "demo", redirect_uri).authorization_url(response_type="token")
 
     response = english_person.http.get(url)
 
@@ -177,18 +94,18 @@ def test_a_return_address_that_is_not_exactly_registered_gets_a_page_and_no_redi
     ("demo", CALLBACK, {"response_type": "token"}, "unsupported_response_type"),
     ("demo", CALLBACK, {"scope": "profile email"}, "invalid_scope"),
     ("demo", CALLBACK, {"code_challenge": VERIFIER, "code_challenge_method": "plain"}, "invalid_request"),
-    ("demo-spa", SPA_CALLBACK, {"verifier": None}, "invalid_request"),
+    ("demo-spa", SPA_CALLBACK, {"pkce": False}, "invalid_request"),
     ("demo", CALLBACK, {"request": "eyJhbGciOiJub25lIn0.e30."}, "request_not_supported"),
     ("demo", CALLBACK, {"response_mode": "fragment"}, "invalid_request"),
 ], ids=["response-type-token", "scope-without-openid", "pkce-plain", "public-client-without-pkce",
         "request-object", "unknown-response-mode"])
 def test_a_bad_request_from_a_trusted_application_goes_back_to_it_with_an_error(
         server, person, client_id, redirect_uri, params, error):
-    app = App(server, client_id, redirect_uri, secret=None)
+    app = App(server.issuer, client_id, redirect_uri, secret=None)
 
     arrival = person.visit(app.authorization_url(**params))
 
-    assert_error_back_at(arrival, redirect_uri, error, server)
+    app.assert_error_back(arrival, error)
     assert person.pages == []  # the person never saw a page of ours
 
 
@@ -197,15 +114,15 @@ def test_a_bad_request_from_a_trusted_application_goes_back_to_it_with_an_error(
 def test_prompt_none_without_a_session_answers_login_required(server, person, demo):
     arrival = person.visit(demo.authorization_url(prompt="none"))
 
-    assert_error_back_at(arrival, CALLBACK, "login_required", server)
+    demo.assert_error_back(arrival, "login_required")
     assert person.pages == []
 
 
 def test_prompt_none_after_signing_in_returns_a_code_without_any_page(server, person, demo):
-    signed_in_code(person, demo)
+    demo.code_for(person)
     pages_before = len(person.pages)
 
-    code = code_from(person.visit(demo.authorization_url(prompt="none")))
+    code = demo.code_from(person.visit(demo.authorization_url(prompt="none")))
 
     assert len(person.pages) == pages_before
     assert demo.exchange(code).status_code == 200
@@ -213,12 +130,12 @@ def test_prompt_none_after_signing_in_returns_a_code_without_any_page(server, pe
 
 @pytest.mark.parametrize("params", [{"prompt": "login"}, {"max_age": "0"}], ids=["prompt-login", "max-age-0"])
 def test_a_signed_in_person_is_asked_for_the_password_again_when_the_app_demands_it(server, person, demo, params):
-    signed_in_code(person, demo)
+    demo.code_for(person)
 
     page = person.visit(demo.authorization_url(**params))
 
     assert isinstance(page, Page) and page.has_password_form()
-    code = code_from(person.submit_password(page))
+    code = demo.code_from(person.submit_password(page))
     assert demo.exchange(code).status_code == 200
 
 
@@ -246,7 +163,7 @@ def test_a_thai_browser_gets_the_sign_in_page_in_thai_and_can_switch_to_english(
 
     assert english.title == "Sign in" and ">Username<" in english.html
     assert english.has_password_form()
-    code_from(person.submit_password(english))  # the switched page still signs the person in
+    demo.code_from(person.submit_password(english))  # the switched page still signs the person in
 
 
 def test_a_wrong_password_shows_the_form_again_with_an_error(server, english_person, demo):
@@ -257,7 +174,7 @@ def test_a_wrong_password_shows_the_form_again_with_an_error(server, english_per
     assert isinstance(again, Page), "a wrong password sent the person somewhere"
     assert again.status == 401 and again.has_password_form()
     assert "Wrong username or password" in again.html
-    code_from(english_person.submit_password(again))  # the right password then works
+    demo.code_from(english_person.submit_password(again))  # the right password then works
 
 
 # -- consent ----------------------------------------------------------------------------------------
@@ -272,7 +189,7 @@ def shown_scopes(page: Page) -> list[str]:
 
 def test_denying_consent_sends_access_denied_back_to_the_application(make_server):
     server = make_server()
-    app = App(server, "consenting-app", CONSENT_CALLBACK)
+    app = App(server.issuer, "consenting-app", CONSENT_CALLBACK)
     someone = Person(server.issuer, accept_language="en")
     try:
         page = consent_page(someone, app, scope="openid profile email")
@@ -281,22 +198,22 @@ def test_denying_consent_sends_access_denied_back_to_the_application(make_server
 
         arrival = someone.submit(page, decision="deny")
 
-        assert_error_back_at(arrival, CONSENT_CALLBACK, "access_denied", server)
+        app.assert_error_back(arrival, "access_denied")
     finally:
         someone.close()
 
 
 def test_allowed_consent_is_remembered_until_the_application_asks_again(make_server):
     server = make_server()
-    app = App(server, "consenting-app", CONSENT_CALLBACK)
+    app = App(server.issuer, "consenting-app", CONSENT_CALLBACK)
     first, later = Person(server.issuer), Person(server.issuer)
     try:
         page = consent_page(first, app, scope="openid email")
-        assert app.exchange(code_from(first.submit(page, decision="allow"))).status_code == 200
+        assert app.exchange(app.code_from(first.submit(page, decision="allow"))).status_code == 200
 
         # Another browser, the same person, the same scopes: password, then straight back.
         arrival = later.sign_in(app.authorization_url(scope="openid email"), consent=None)
-        assert app.exchange(code_from(arrival)).status_code == 200
+        assert app.exchange(app.code_from(arrival)).status_code == 200
         assert not any('name="decision"' in p.html for p in later.pages)
 
         again = consent_page(later, app, scope="openid email", prompt="consent")
@@ -309,7 +226,7 @@ def test_allowed_consent_is_remembered_until_the_application_asks_again(make_ser
 # -- the claims parameter and id_token_hint ---------------------------------------------------------
 
 def test_the_claims_parameter_puts_a_requested_claim_in_the_id_token(server, person, demo):
-    tokens = tokens_for(person, demo, scope="openid", claims=json.dumps({"id_token": {"email": None}}))
+    tokens = demo.sign_in(person, scope="openid", claims=json.dumps({"id_token": {"email": None}}))
 
     claims = verify_id_token(server.issuer, tokens["id_token"], "demo")
     assert claims["email"] == "somchai.j@example.ac.th"
@@ -331,7 +248,7 @@ def test_a_malformed_claims_parameter_is_an_invalid_request(server, person, demo
     (a RecursionError for 1,000 levels; NaN, which is not JSON, refused later by MariaDB's JSON check)."""
     arrival = person.visit(demo.authorization_url(claims=claims))
 
-    assert_error_back_at(arrival, CALLBACK, "invalid_request", server)
+    demo.assert_error_back(arrival, "invalid_request")
     assert "Traceback" not in server.log()
 
 
@@ -339,13 +256,13 @@ def test_a_malformed_claims_parameter_is_an_invalid_request(server, person, demo
 def others_id_token(server, demo):
     other = Person(server.issuer, "other", "other-password")
     try:
-        return tokens_for(other, demo)["id_token"]
+        return demo.sign_in(other)["id_token"]
     finally:
         other.close()
 
 
 def test_an_id_token_hint_for_someone_else_makes_the_person_sign_in_again(server, person, demo, others_id_token):
-    signed_in_code(person, demo)
+    demo.code_for(person)
 
     page = person.visit(demo.authorization_url(id_token_hint=others_id_token))
 
@@ -354,70 +271,71 @@ def test_an_id_token_hint_for_someone_else_makes_the_person_sign_in_again(server
 
 def test_an_id_token_hint_for_someone_else_with_prompt_none_is_login_required(server, person, demo,
                                                                                others_id_token):
-    signed_in_code(person, demo)
+    demo.code_for(person)
 
     arrival = person.visit(demo.authorization_url(id_token_hint=others_id_token, prompt="none"))
 
-    assert_error_back_at(arrival, CALLBACK, "login_required", server)
+    demo.assert_error_back(arrival, "login_required")
 
 
 # -- the token endpoint: authorization codes --------------------------------------------------------
 
 def test_a_replayed_code_fails_and_revokes_the_tokens_of_the_first_exchange(server, person, demo):
-    code = signed_in_code(person, demo)
+    code = demo.code_for(person)
     first = demo.exchange(code).json()
     assert demo.userinfo(first["access_token"]).status_code == 200
 
-    assert_invalid_grant(demo.exchange(code))
+    assert_error(demo.exchange(code), "invalid_grant")
 
     userinfo = demo.userinfo(first["access_token"])
     assert userinfo.status_code == 401 and userinfo.json()["error"] == "invalid_token"
     assert 'error="invalid_token"' in userinfo.headers["WWW-Authenticate"]
-    assert_invalid_grant(demo.refresh(first["refresh_token"]))
+    assert_error(demo.refresh(first["refresh_token"]), "invalid_grant")
 
 
 def test_a_wrong_pkce_verifier_is_refused(server, person, demo):
-    code = signed_in_code(person, demo)
+    code = demo.code_for(person)
 
-    assert_invalid_grant(demo.exchange(code, verifier="x" * 43))
+    assert_error(demo.exchange(code, code_verifier="x" * 43), "invalid_grant")
 
 
 def test_a_missing_pkce_verifier_is_refused_when_a_challenge_was_sent(server, person, demo):
-    code = signed_in_code(person, demo)
+    code = demo.code_for(person)
 
-    assert_invalid_grant(demo.exchange(code, verifier=None))
+    assert_error(demo.exchange(code, code_verifier=None), "invalid_grant")
 
 
 def test_a_pkce_verifier_for_a_code_issued_without_a_challenge_is_refused(server, person, demo):
-    code = signed_in_code(person, demo, verifier=None)  # demo is confidential: PKCE is optional
+    code = demo.code_for(person, pkce=False)  # demo is confidential: PKCE is optional
 
-    assert_invalid_grant(demo.exchange(code, verifier=VERIFIER))
+    assert_error(demo.exchange(code), "invalid_grant")
 
 
 def test_an_expired_code_is_refused(server, person, demo):
-    code = signed_in_code(person, demo)
+    code = demo.code_for(person)
     expire_code(server, code)
 
-    assert_invalid_grant(demo.exchange(code))
+    assert_error(demo.exchange(code), "invalid_grant")
 
 
 def test_a_code_issued_to_one_application_is_refused_to_another(server, person, demo):
-    code = signed_in_code(person, demo)
+    code = demo.code_for(person)
 
-    assert_invalid_grant(App(server, "second-app", SECOND_CALLBACK).exchange(code, redirect_uri=CALLBACK))
+    another_app = App(server.issuer, "second-app", SECOND_CALLBACK)
+    assert_error(another_app.exchange(code, redirect_uri=CALLBACK), "invalid_grant")
 
 
 def test_a_code_is_refused_with_another_redirect_uri_than_the_authorization_request(server, person, demo):
-    code = signed_in_code(person, demo)
+    code = demo.code_for(person)
 
-    assert_invalid_grant(demo.exchange(code, redirect_uri=OTHER_DEMO_CALLBACK))  # registered, but not used
+    assert_error(demo.exchange(code, redirect_uri=OTHER_DEMO_CALLBACK), "invalid_grant")  # registered, but not used
 
 
 def test_a_mistyped_pkce_verifier_does_not_burn_the_code(server, person, demo):
     """node-oidc-provider's order: a code is checked before it is consumed, so the application that
     retries with the right verifier still gets its tokens, and they are not revoked as a replay."""
-    code = signed_in_code(person, demo)
-    assert_invalid_grant(demo.exchange(code, verifier="x" * 43))
+    code = demo.code_for(person)
+    assert_error(demo.exchange(code, code_verifier="x" * 43), "invalid_grant")
 
     redeemed = demo.exchange(code)
 
@@ -427,43 +345,38 @@ def test_a_mistyped_pkce_verifier_does_not_burn_the_code(server, person, demo):
 
 
 def test_a_leaked_code_tried_by_another_application_leaves_the_real_redemption_working(server, person, demo):
-    code = signed_in_code(person, demo)
-    assert_invalid_grant(App(server, "second-app", SECOND_CALLBACK).exchange(code, redirect_uri=CALLBACK))
-    assert_invalid_grant(demo.exchange(code, redirect_uri=OTHER_DEMO_CALLBACK))
+    code = demo.code_for(person)
+    another_app = App(server.issuer, "second-app", SECOND_CALLBACK)
+    assert_error(another_app.exchange(code, redirect_uri=CALLBACK), "invalid_grant")
+    assert_error(demo.exchange(code, redirect_uri=OTHER_DEMO_CALLBACK), "invalid_grant")
 
     redeemed = demo.exchange(code)
 
     assert redeemed.status_code == 200, redeemed.text
     assert demo.userinfo(redeemed.json()["access_token"]).status_code == 200
-    assert_invalid_grant(demo.exchange(code))  # once redeemed, a second use still fails ...
+    assert_error(demo.exchange(code), "invalid_grant")  # once redeemed, a second use still fails ...
     assert demo.userinfo(redeemed.json()["access_token"]).status_code == 401  # ... and revokes what it gave
 
 
 # -- the token endpoint: client authentication and grant types ---------------------------------------
 
-def assert_invalid_client(response: httpx.Response) -> None:
-    assert response.status_code == 401, response.text
-    assert response.json()["error"] == "invalid_client"
-    assert response.headers.get("WWW-Authenticate")
-
-
 def test_a_wrong_client_secret_is_refused_with_401(server, person, demo):
-    code = signed_in_code(person, demo)
+    code = demo.code_for(person)
 
-    assert_invalid_client(demo.exchange(code, secret="not-the-secret"))
+    assert_error(replace(demo, secret="not-the-secret").exchange(code), "invalid_client", status=401)
 
 
 def test_an_unknown_client_is_refused_with_401(server, person, demo):
-    code = signed_in_code(person, demo)
+    code = demo.code_for(person)
 
-    assert_invalid_client(demo.exchange(code, client_id="no-such-app"))
+    assert_error(App(server.issuer, "no-such-app", CALLBACK).exchange(code), "invalid_client", status=401)
 
 
 def test_a_client_must_authenticate_with_its_registered_method(server, person):
-    poster = App(server, "demo-post", POST_CALLBACK, auth="post")
-    code = signed_in_code(person, poster)
+    poster = App(server.issuer, "demo-post", POST_CALLBACK, auth="client_secret_post")
+    code = poster.code_for(person)
 
-    assert_invalid_client(poster.exchange(code, auth="basic"))
+    assert_error(replace(poster, auth="client_secret_basic").exchange(code), "invalid_client", status=401)
 
 
 RFC_6749_DESCRIPTION = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]+")  # §4.1.2.1 and §5.2
@@ -475,29 +388,29 @@ def test_an_error_description_never_repeats_what_a_client_sent_outside_rfc_6749s
     (and the log or page it writes the description into) only ever gets RFC 6749's characters."""
     arrival = person.visit(demo.authorization_url(prompt='login "><img src=x>\\\nเข้าสู่ระบบ'))
 
-    assert_error_back_at(arrival, CALLBACK, "invalid_request", server)
+    demo.assert_error_back(arrival, "invalid_request")
     assert RFC_6749_DESCRIPTION.fullmatch(arrival.params["error_description"]), arrival.params
 
     odd = 'scope"\\\r\nX-Injected: 1 ภาษาไทย'
     response = httpx.post(server.issuer + "/token", auth=("demo", "demo-secret"),
                           data={"grant_type": "authorization_code", odd: ["1", "2"]})
-    assert response.status_code == 400 and response.json()["error"] == "invalid_request"
-    assert RFC_6749_DESCRIPTION.fullmatch(response.json()["error_description"]), response.json()
+    body = assert_error(response, "invalid_request")
+    assert RFC_6749_DESCRIPTION.fullmatch(body["error_description"]), body
 
     response = demo.token({"grant_type": 'password" \\ ' + "ก" * 500})
-    assert response.json()["error"] == "unsupported_grant_type"
-    assert RFC_6749_DESCRIPTION.fullmatch(response.json()["error_description"]), response.json()
-    assert len(response.json()["error_description"]) <= 200
+    body = assert_error(response, "unsupported_grant_type")
+    assert RFC_6749_DESCRIPTION.fullmatch(body["error_description"]), body
+    assert len(body["error_description"]) <= 200
 
 
 def test_an_unsupported_grant_type_is_refused(server, demo):
     response = demo.token({"grant_type": "password", "username": "demo", "password": "demo"})
 
-    assert response.status_code == 400 and response.json()["error"] == "unsupported_grant_type"
+    assert_error(response, "unsupported_grant_type")
 
 
 def test_token_responses_are_never_cached(server, person, demo):
-    tokens = demo.exchange(signed_in_code(person, demo))
+    tokens = demo.exchange(demo.code_for(person))
     refreshed = demo.refresh(tokens.json()["refresh_token"])
     refused = demo.exchange("no-such-code")
 
@@ -509,29 +422,29 @@ def test_token_responses_are_never_cached(server, person, demo):
 # -- the token endpoint: refresh tokens -------------------------------------------------------------
 
 def test_refresh_tokens_rotate_and_reuse_of_an_old_one_revokes_the_whole_family(server, person, demo):
-    old = tokens_for(person, demo)["refresh_token"]
+    old = demo.sign_in(person)["refresh_token"]
     rotated = demo.refresh(old)
     assert rotated.status_code == 200
     new = rotated.json()
     assert new["refresh_token"] != old
 
-    assert_invalid_grant(demo.refresh(old))
+    assert_error(demo.refresh(old), "invalid_grant")
 
-    assert_invalid_grant(demo.refresh(new["refresh_token"]))
+    assert_error(demo.refresh(new["refresh_token"]), "invalid_grant")
     assert demo.userinfo(new["access_token"]).status_code == 401
 
 
 def test_a_refresh_cannot_widen_the_scope(server, person, demo):
-    refresh_token = tokens_for(person, demo, scope="openid profile")["refresh_token"]
+    refresh_token = demo.sign_in(person, scope="openid profile")["refresh_token"]
 
     response = demo.refresh(refresh_token, scope="openid profile email")
 
-    assert response.status_code == 400 and response.json()["error"] == "invalid_scope"
+    assert_error(response, "invalid_scope")
 
 
 def test_a_refused_wider_scope_refresh_leaves_the_refresh_token_usable(server, person, demo):
-    refresh_token = tokens_for(person, demo, scope="openid profile")["refresh_token"]
-    assert demo.refresh(refresh_token, scope="openid profile email").json()["error"] == "invalid_scope"
+    refresh_token = demo.sign_in(person, scope="openid profile")["refresh_token"]
+    assert_error(demo.refresh(refresh_token, scope="openid profile email"), "invalid_scope")
 
     # No new token was issued, so the app keeps (RFC 6749 §6) and retries the one it has.
     retried = demo.refresh(refresh_token)

@@ -24,11 +24,11 @@ from tests.support.databases import (
     MARIADB_PORT,
     MARIADB_USER,
     MariaDbDatabase,
-    in_ci,
     sqlite_url,
 )
+from tests.support.peers import require_peer
 from tests.support.person import Person
-from tests.support.rp import authlib_client, discovery, verify_id_token
+from tests.support.rp import App, verify_id_token
 from tests.support.server import DEMO_SECRET_HASH, ROOT, default_clients, free_port, write_config
 
 DEPLOY = ROOT / "examples" / "deploy"
@@ -40,11 +40,7 @@ CLIENTS = default_clients() + [CLINIC]
 
 def systemd_analyze_or_skip() -> str:
     found = shutil.which("systemd-analyze")
-    if found is None:
-        reason = "systemd-analyze is not installed (Debian package systemd)"
-        if in_ci():
-            pytest.fail(reason + " (CI=true requires it)")
-        pytest.skip(reason)
+    require_peer("systemd-analyze", found is not None, "not installed (Debian package systemd)")
     return found
 
 
@@ -112,15 +108,11 @@ def backup_user(database_url):
 
 
 def sign_in(server, client_id: str, redirect_uri: str) -> dict:
-    metadata = discovery(server.issuer)
-    app = authlib_client(server.issuer, client_id, "demo-secret", redirect_uri)
-    url, _ = app.create_authorization_url(metadata["authorization_endpoint"], code_verifier="v" * 43)
     person = Person(server.issuer)
     try:
-        arrival = person.sign_in(url)
+        return App(server.issuer, client_id, redirect_uri, scope="openid profile email").sign_in(person)
     finally:
         person.close()
-    return app.fetch_token(metadata["token_endpoint"], authorization_response=arrival.url, code_verifier="v" * 43)
 
 
 @pytest.fixture

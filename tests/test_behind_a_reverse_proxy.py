@@ -7,16 +7,17 @@ from 127.0.0.2, while nginx reaches op-proxy from 127.0.0.1, the one trusted pro
 
 from __future__ import annotations
 
-import sqlite3
-from contextlib import closing
 from urllib.parse import urlencode
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from op_proxy.config import ConfigError, load_settings, parse_settings
+from op_proxy.storage.models import AuditEvent
 from tests.support.nginx import Nginx
 from tests.support.person import Person
+from tests.support.stored import stored_values
 
 FORGED = "203.0.113.66"
 PERSON_ADDRESS, STRANGER_ADDRESS = "127.0.0.3", "127.0.0.2"
@@ -42,9 +43,8 @@ def mistyped_password(base: str, http: httpx.Client) -> None:
 
 
 def failed_sign_in_addresses(server) -> list[str]:
-    with closing(sqlite3.connect(server.config_path.parent / "op-proxy.sqlite3")) as db:
-        return [ip for (ip,) in db.execute(
-            "SELECT ip FROM audit_events WHERE event = 'sign_in' AND outcome = 'failure' ORDER BY id")]
+    return stored_values(server, select(AuditEvent.ip).where(AuditEvent.event == "sign_in",
+                                                             AuditEvent.outcome == "failure").order_by(AuditEvent.id))
 
 
 @pytest.fixture

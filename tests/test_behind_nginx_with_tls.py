@@ -14,15 +14,15 @@ import secrets
 import ssl
 
 import httpx
-import pymysql
 import pytest
 from authlib.integrations.httpx_client import OAuth2Client
 from authlib.jose import JsonWebKey, jwt
-from sqlalchemy.engine import make_url
+from sqlalchemy import select
 
-from tests.support.databases import MARIADB_HOST, MARIADB_PASSWORD, MARIADB_PORT, MARIADB_USER
+from op_proxy.storage.models import AuditEvent
 from tests.support.person import Arrival, Person
 from tests.support.server import DEMO_SECRET_HASH, free_port
+from tests.support.stored import stored_values
 from tests.support.tls_proxy import Nginx, ThrowAwayCA, render_example
 
 BROWSER_ADDRESS = "127.0.0.2"
@@ -40,8 +40,7 @@ def trust_the_proxy() -> dict:
 class Deployment:
     """nginx from examples/deploy/nginx.conf in front of the op-proxy processes of ``make_server``."""
 
-    def __init__(self, make_server, tmp_path, database: str, *, processes: int, trusted: bool):
-        self.database = database
+    def __init__(self, make_server, tmp_path, *, processes: int, trusted: bool):
         self.ca = ThrowAwayCA()
         self.port, self.app_port, self.http_port = free_port(), free_port(), free_port()
         self.issuer = f"https://127.0.0.1:{self.port}"
@@ -98,14 +97,7 @@ class Deployment:
                             transport=httpx.HTTPTransport(verify=self.ca.client_context(), local_address=APP_ADDRESS))
 
     def audit_addresses(self, event: str) -> set[str]:
-        connection = pymysql.connect(host=MARIADB_HOST, port=MARIADB_PORT, user=MARIADB_USER,
-                                     password=MARIADB_PASSWORD, database=self.database)
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT ip FROM audit_events WHERE event = %s", (event,))
-                return {row[0] for row in cursor.fetchall()}
-        finally:
-            connection.close()
+        return set(stored_values(self.processes[0], select(AuditEvent.ip).where(AuditEvent.event == event)))
 
     def stop(self):
         self.nginx.stop()
@@ -114,8 +106,7 @@ class Deployment:
 @pytest.fixture
 def deployment(request, make_server, tmp_path, database_url):
     processes, trusted = request.param
-    deployed = Deployment(make_server, tmp_path, make_url(database_url).database, processes=processes,
-                          trusted=trusted)
+    deployed = Deployment(make_server, tmp_path, processes=processes, trusted=trusted)
     yield deployed
     deployed.stop()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from tests.support.person import Page, Person
-from tests.support.rp import authlib_client
+from tests.support.rp import App
 from tests.support.server import DEMO_PASSWORD_HASH, DEMO_SECRET_HASH, default_clients
 
 STAFF_UPSTREAM = f"""
@@ -24,8 +24,7 @@ STAFF_ONLY_APP = {"client_id": "staff-only", "name": "Staff only", "client_secre
 
 
 def authorization_url(server, client_id="demo", redirect_uri="http://127.0.0.1:5000/callback", **extra):
-    app = authlib_client(server.issuer, client_id, "demo-secret", redirect_uri)
-    return app.create_authorization_url(server.url("/authorize"), code_verifier="w" * 43, **extra)[0]
+    return App(server.issuer, client_id, redirect_uri, scope="openid profile email").authorization_url(**extra)
 
 
 def test_the_chooser_offers_each_allowed_upstream_and_each_one_signs_in(make_server):

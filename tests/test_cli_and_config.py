@@ -11,11 +11,11 @@ import hmac
 import json
 import os
 import re
-import sqlite3
 import stat
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import metadata
 from pathlib import Path
@@ -23,14 +23,17 @@ from pathlib import Path
 import httpx
 import pytest
 from argon2 import PasswordHasher
+from sqlalchemy import func, select
 
 from op_proxy.cli import build_parser
 from op_proxy.config import load_settings
 from op_proxy.security import secret_digest
+from op_proxy.storage.models import Client
 from tests.support.databases import sqlite_url
 from tests.support.person import Arrival, Person
-from tests.support.rp import authlib_client, discovery, verify_id_token
+from tests.support.rp import App, assert_error, authlib_client, discovery, verify_id_token
 from tests.support.server import DEMO_PASSWORD_HASH, ROOT, OpProxyServer, free_port, write_config
+from tests.support.stored import stored_values, table_names
 
 APP_REDIRECT = "https://app.example.org/cb"
 
@@ -65,7 +68,8 @@ class Site:
         self.directory = directory
         self.port = free_port()
         self.database = directory / "op-proxy.sqlite3"
-        self.config = write_config(directory, port=self.port, database_url=sqlite_url(directory))
+        self.database_url = sqlite_url(directory)
+        self.config = write_config(directory, port=self.port, database_url=self.database_url)
         self.issuer = f"http://127.0.0.1:{self.port}"
         self.servers: list[OpProxyServer] = []
 
@@ -82,10 +86,9 @@ class Site:
             server.stop()
 
     def stored_secret_hash(self, client_id: str) -> str | None:
-        with sqlite3.connect(self.database) as db:
-            row = db.execute("SELECT secret_hash FROM clients WHERE client_id = ?", (client_id,)).fetchone()
-        assert row is not None, f"client {client_id} is not in the database"
-        return row[0]
+        rows = stored_values(self.database_url, select(Client.secret_hash).where(Client.client_id == client_id))
+        assert rows, f"client {client_id} is not in the database"
+        return rows[0]
 
 
 @pytest.fixture
@@ -95,27 +98,17 @@ def site(tmp_path):
     installation.stop()
 
 
-def code_for(issuer: str, client_id: str, redirect_uri: str) -> tuple[dict, str]:
-    """A person signs in to the application; returns the token request the app would make
-    (without its client authentication) and the place the person arrived at."""
-    metadata = discovery(issuer)
-    app = authlib_client(issuer, client_id, None, redirect_uri)
-    verifier = os.urandom(32).hex()
-    url, state = app.create_authorization_url(metadata["authorization_endpoint"], code_verifier=verifier)
-    person = Person(issuer)
+def app_at(server, client_id: str, secret: str) -> App:
+    return App(server.issuer, client_id, APP_REDIRECT, secret=secret, scope="openid profile email")
+
+
+def code_for(app: App) -> str:
+    """A person signs in to the application at a browser of their own; the code it brings back."""
+    person = Person(app.issuer)
     try:
-        arrival = person.sign_in(url)
+        return app.code_for(person)
     finally:
         person.close()
-    assert isinstance(arrival, Arrival) and arrival.url.startswith(redirect_uri + "?"), arrival
-    assert arrival.params["state"] == state
-    return {"grant_type": "authorization_code", "code": arrival.params["code"], "redirect_uri": redirect_uri,
-            "code_verifier": verifier}, arrival.url
-
-
-def exchange(issuer: str, request: dict, client_id: str, secret: str) -> httpx.Response:
-    """The application's back end redeems the code, authenticating with client_secret_basic."""
-    return httpx.post(discovery(issuer)["token_endpoint"], data=request, auth=(client_id, secret), timeout=15)
 
 
 # -- init ----------------------------------------------------------------------------------------
@@ -131,8 +124,7 @@ def test_init_creates_the_database_and_a_private_signing_key(site):
     assert stat.S_IMODE(key_files[0].stat().st_mode) == 0o600, "the private key is readable by others"
     kid = key_files[0].name.removesuffix(".jwk.json")
     assert "database ready" in output and kid in output
-    with sqlite3.connect(site.database) as db:
-        config_clients = {row[0] for row in db.execute("SELECT client_id FROM clients WHERE source = 'config'")}
+    config_clients = set(stored_values(site.database_url, select(Client.client_id).where(Client.source == "config")))
     assert {"demo", "demo-spa"} <= config_clients
 
     # Running it again changes nothing: same key.
@@ -181,10 +173,10 @@ def test_rotating_a_secret_locks_out_the_old_one_and_the_new_one_works(site):
     new_secret = printed_secret(rotated)
     assert new_secret != secret and "myapp" in rotated
 
-    request, _ = code_for(server.issuer, "myapp", APP_REDIRECT)
-    refused = exchange(server.issuer, request, "myapp", secret)
-    assert refused.status_code == 401 and refused.json()["error"] == "invalid_client"
-    accepted = exchange(server.issuer, request, "myapp", new_secret)
+    app = app_at(server, "myapp", secret)
+    code = code_for(app)
+    assert_error(app.exchange(code), "invalid_client", status=401)
+    accepted = replace(app, secret=new_secret).exchange(code)
     assert accepted.status_code == 200, accepted.text
     assert verify_id_token(server.issuer, accepted.json()["id_token"], "myapp")["preferred_username"] == "demo"
 
@@ -276,8 +268,8 @@ def app_api():
 
 def signed_in_claims(site, client_id: str, secret: str) -> dict:
     server = site.serve()
-    request, _ = code_for(server.issuer, client_id, APP_REDIRECT)
-    answer = exchange(server.issuer, request, client_id, secret)
+    app = app_at(server, client_id, secret)
+    answer = app.exchange(code_for(app))
     assert answer.status_code == 200, answer.text
     return verify_id_token(server.issuer, answer.json()["id_token"], client_id)
 
@@ -381,8 +373,7 @@ def test_db_upgrade_can_be_run_twice(site):
     second = succeeded(site.run("db", "upgrade"))
 
     assert "latest" in first and "latest" in second
-    with sqlite3.connect(site.database) as db:
-        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    tables = table_names(site.database_url)
     assert "clients" in tables and "alembic_version" in tables
 
 
@@ -556,8 +547,8 @@ def test_op_proxy_database_url_sends_init_to_another_database(site):
     assert "database ready" in output
     assert elsewhere.exists()
     assert not site.database.exists()
-    with sqlite3.connect(elsewhere) as db:
-        assert db.execute("SELECT count(*) FROM clients WHERE client_id = 'demo'").fetchone() == (1,)
+    demo_rows = select(func.count()).select_from(Client).where(Client.client_id == "demo")
+    assert stored_values(f"sqlite+aiosqlite:///{elsewhere}", demo_rows) == [1]
 
 
 # -- hash-password -------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from sqlalchemy import create_engine, text
 from op_proxy.clients.throttle import FAILURE_LIMIT
 from op_proxy.security import hash_secret, secret_digest
 from tests.support.admin import post_form, signed_in_admin
+from tests.support.rp import assert_error
 from tests.support.server import ROOT, default_clients
 
 EVERY_DATABASE = pytest.mark.parametrize("database_url", ["sqlite", "mariadb"], indirect=True)
@@ -231,5 +232,5 @@ def test_basic_credentials_that_are_not_ascii_or_utf8_are_an_invalid_client(make
         answer = httpx.post(server.url(endpoint), headers={"Authorization": header},
                             data={"grant_type": "refresh_token", "refresh_token": "x", "token": "x"})
         assert answer.status_code == 401, (name, answer.status_code, answer.text)
-        assert answer.json()["error"] == "invalid_client", name
+        assert_error(answer, "invalid_client", status=401)
     assert "Traceback" not in server.log()

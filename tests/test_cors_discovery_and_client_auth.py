@@ -7,23 +7,15 @@ Every test here fails if the rule it names is taken out of op-proxy.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import secrets
-import time
-from urllib.parse import urlencode
-
 import httpx
 import pytest
 from jwcrypto import jwk
-from jwcrypto import jwt as jwcrypto_jwt
 
 from tests.support.databases import sqlite_url
-from tests.support.person import Arrival, Person
-from tests.support.rp import discovery
+from tests.support.person import Person
+from tests.support.rp import App, KeyedApp, assert_error, discovery
 from tests.support.server import OpProxyServer, default_clients, free_port, write_config
 
-JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 SPA_ORIGIN = "http://127.0.0.1:5173"  # where demo-spa's pages are (its redirect URI's origin)
 SPA_CALLBACK = SPA_ORIGIN + "/callback"
 DEMO_CALLBACK = "http://127.0.0.1:5000/callback"
@@ -54,19 +46,9 @@ def server(tmp_path_factory, client_key):
     running.stop()
 
 
-def pkce_pair() -> tuple[str, str]:
-    verifier = secrets.token_urlsafe(48)
-    return verifier, base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-
-
-def signed_in_code(server, person: Person, client_id: str, redirect_uri: str) -> tuple[str, str]:
-    """The person signs in to ``client_id``; the code it gets back and its PKCE verifier."""
-    verifier, challenge = pkce_pair()
-    arrival = person.sign_in(server.issuer + "/authorize?" + urlencode({
-        "response_type": "code", "client_id": client_id, "redirect_uri": redirect_uri, "scope": "openid profile",
-        "state": "s-1", "code_challenge": challenge, "code_challenge_method": "S256"}))
-    assert isinstance(arrival, Arrival) and "code" in arrival.params, arrival
-    return arrival.params["code"], verifier
+@pytest.fixture
+def keyed_app(server, client_key) -> KeyedApp:
+    return KeyedApp(server.issuer, "keyed-app", KEYED_CALLBACK, key=client_key, scope="openid profile")
 
 
 class PageScript:
@@ -103,7 +85,8 @@ def varies_by_origin(response: httpx.Response) -> bool:
 
 def test_a_single_page_app_signs_in_reads_the_profile_and_signs_out_from_its_own_pages(server, person):
     spa = PageScript(server)
-    code, verifier = signed_in_code(server, person, "demo-spa", SPA_CALLBACK)
+    app = App(server.issuer, "demo-spa", SPA_CALLBACK, secret=None, auth="none", scope="openid profile")
+    code, verifier = app.code_for(person), app.verifier
 
     assert spa.preflight_allows("/token", "POST", "content-type")
     tokens = spa.fetch("POST", "/token", data={"grant_type": "authorization_code", "code": code,
@@ -200,11 +183,7 @@ def test_discovery_names_the_assertion_algorithms_wherever_private_key_jwt_is_of
 # -- the token endpoint ------------------------------------------------------------------------------------
 
 def demo_tokens(server, person: Person) -> dict:
-    code, verifier = signed_in_code(server, person, "demo", DEMO_CALLBACK)
-    response = httpx.post(server.url("/token"), auth=("demo", "demo-secret"), data={
-        "grant_type": "authorization_code", "code": code, "redirect_uri": DEMO_CALLBACK, "code_verifier": verifier})
-    assert response.status_code == 200, response.text
-    return response.json()
+    return App(server.issuer, scope="openid profile").sign_in(person)
 
 
 def test_a_repeated_parameter_makes_the_token_request_invalid_and_spends_nothing(server, person):
@@ -213,7 +192,7 @@ def test_a_repeated_parameter_makes_the_token_request_invalid_and_spends_nothing
     ambiguous = httpx.post(server.url("/token"), auth=("demo", "demo-secret"), data={
         "grant_type": ["refresh_token", "authorization_code"], "refresh_token": refresh_token})
 
-    assert ambiguous.status_code == 400 and ambiguous.json()["error"] == "invalid_request"
+    assert_error(ambiguous, "invalid_request")
     refreshed = httpx.post(server.url("/token"), auth=("demo", "demo-secret"),
                            data={"grant_type": "refresh_token", "refresh_token": refresh_token})
     assert refreshed.status_code == 200, refreshed.text  # the refresh token was not used up
@@ -232,35 +211,13 @@ def test_introspection_calls_an_access_token_bearer_and_gives_a_refresh_token_no
 
 # -- private_key_jwt ----------------------------------------------------------------------------------------
 
-def assertion(server, key: jwk.JWK, *, lifetime: int | None = 120, client_id: str = "keyed-app") -> str:
-    now = int(time.time())
-    claims = {"iss": client_id, "sub": client_id, "aud": server.url("/token"), "jti": secrets.token_urlsafe(16),
-              "iat": now}
-    if lifetime is not None:
-        claims["exp"] = now + lifetime
-    token = jwcrypto_jwt.JWT(header={"alg": "RS256", "kid": key.key_id}, claims=claims)
-    token.make_signed_token(key)
-    return token.serialize()
+def test_an_assertion_sent_under_another_apps_client_id_is_refused(person, keyed_app):
+    code = keyed_app.code_for(person)
 
+    mixed = keyed_app.exchange(code, client_id="demo")
 
-def keyed_exchange(server, code: str, verifier: str, signed: str, **form) -> httpx.Response:
-    return httpx.post(server.url("/token"), data={
-        "grant_type": "authorization_code", "code": code, "redirect_uri": KEYED_CALLBACK, "code_verifier": verifier,
-        "client_id": "keyed-app", "client_assertion_type": JWT_BEARER, "client_assertion": signed, **form})
-
-
-def assert_invalid_client(response: httpx.Response) -> None:
-    assert response.status_code == 401, response.text
-    assert response.json()["error"] == "invalid_client"
-
-
-def test_an_assertion_sent_under_another_apps_client_id_is_refused(server, person, client_key):
-    code, verifier = signed_in_code(server, person, "keyed-app", KEYED_CALLBACK)
-
-    mixed = keyed_exchange(server, code, verifier, assertion(server, client_key), client_id="demo")
-
-    assert_invalid_client(mixed)  # RFC 7521 §4.2
-    assert keyed_exchange(server, code, verifier, assertion(server, client_key)).status_code == 200
+    assert_error(mixed, "invalid_client", status=401)  # RFC 7521 §4.2
+    assert keyed_app.exchange(code).status_code == 200
 
 
 @pytest.mark.parametrize("lifetime, reason", [
@@ -269,29 +226,27 @@ def test_an_assertion_sent_under_another_apps_client_id_is_refused(server, perso
     (None, "exp is required"),
 ], ids=["an-hour", "a-month", "no-exp"])
 def test_an_assertion_that_stays_valid_too_long_or_forever_is_refused_and_told_why(
-        server, person, client_key, lifetime, reason):
-    code, verifier = signed_in_code(server, person, "keyed-app", KEYED_CALLBACK)
+        person, keyed_app, lifetime, reason):
+    code = keyed_app.code_for(person)
 
-    long_lived = keyed_exchange(server, code, verifier, assertion(server, client_key, lifetime=lifetime))
+    long_lived = keyed_app.exchange(code, client_assertion=keyed_app.assertion(lifetime=lifetime))
 
-    assert_invalid_client(long_lived)
-    assert reason in long_lived.json()["error_description"]  # the app's developer knows what to fix
-    short_lived = keyed_exchange(server, code, verifier, assertion(server, client_key, lifetime=300))
+    # the app's developer is told what to fix
+    assert_error(long_lived, "invalid_client", status=401, description_contains=reason)
+    short_lived = keyed_app.exchange(code, client_assertion=keyed_app.assertion(lifetime=300))
     assert short_lived.status_code == 200, short_lived.text
 
 
-def test_a_replayed_assertion_or_one_signed_with_another_key_is_refused_and_told_why(server, person, client_key):
-    code, verifier = signed_in_code(server, person, "keyed-app", KEYED_CALLBACK)
-    stranger = jwk.JWK.generate(kty="RSA", size=2048, kid=client_key.key_id)
-    used = assertion(server, client_key)
-    assert keyed_exchange(server, code, verifier, used).status_code == 200
-    code, verifier = signed_in_code(server, person, "keyed-app", KEYED_CALLBACK)
+def test_a_replayed_assertion_or_one_signed_with_another_key_is_refused_and_told_why(person, keyed_app):
+    code = keyed_app.code_for(person)
+    stranger = jwk.JWK.generate(kty="RSA", size=2048, kid=keyed_app.key.key_id)
+    used = keyed_app.assertion()
+    assert keyed_app.exchange(code, client_assertion=used).status_code == 200
+    code = keyed_app.code_for(person)
 
-    replayed = keyed_exchange(server, code, verifier, used)
-    forged = keyed_exchange(server, code, verifier, assertion(server, stranger))
+    replayed = keyed_app.exchange(code, client_assertion=used)
+    forged = keyed_app.exchange(code, client_assertion=keyed_app.assertion(key=stranger))
 
-    assert_invalid_client(replayed)
-    assert "used before" in replayed.json()["error_description"]
-    assert_invalid_client(forged)
-    assert "signature" in forged.json()["error_description"]
-    assert keyed_exchange(server, code, verifier, assertion(server, client_key)).status_code == 200
+    assert_error(replayed, "invalid_client", status=401, description_contains="used before")
+    assert_error(forged, "invalid_client", status=401, description_contains="signature")
+    assert keyed_app.exchange(code).status_code == 200

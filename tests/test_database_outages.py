@@ -12,7 +12,7 @@ from sqlalchemy.engine import make_url
 from tests.support.databases import MARIADB_HOST, MARIADB_PORT, MariaDbDatabase
 from tests.support.person import Page, Person
 from tests.support.relay import DatabaseLink
-from tests.support.rp import authlib_client
+from tests.support.rp import assert_error, authlib_client
 
 CALLBACK = "http://127.0.0.1:5000/callback"
 
@@ -46,9 +46,7 @@ def signed_in_app(server):
 
 
 def assert_temporarily_unavailable(response: httpx.Response) -> None:
-    assert response.status_code == 503, (response.status_code, response.text[:300])
-    assert response.headers["content-type"].startswith("application/json")
-    assert response.json()["error"] == "temporarily_unavailable"
+    assert_error(response, "temporarily_unavailable", status=503)
     assert int(response.headers["Retry-After"]) > 0
 
 

@@ -13,7 +13,7 @@ from playwright.async_api import async_playwright, expect
 from tests.support.browser import Camera, launch
 from tests.support.examples import EXAMPLES, ExampleApp, npm_ci
 from tests.support.person import Arrival, Person
-from tests.support.rp import authlib_client, discovery
+from tests.support.rp import App, authlib_client, discovery
 from tests.support.server import DEMO_SECRET_HASH, default_clients, free_port
 
 
@@ -209,11 +209,7 @@ def resource_server_example(make_server, tmp_path):
 
 def tokens_for(person: Person, app_id: str, port: int, scope: str) -> dict:
     """The app signs the person in (code + PKCE) and receives its tokens."""
-    metadata = discovery(person.issuer)
-    app = authlib_client(person.issuer, app_id, "demo-secret", f"http://127.0.0.1:{port}/callback", scope=scope)
-    url, _ = app.create_authorization_url(metadata["authorization_endpoint"], code_verifier="r" * 43)
-    arrival = person.sign_in(url)
-    return app.fetch_token(metadata["token_endpoint"], authorization_response=arrival.url, code_verifier="r" * 43)
+    return App(person.issuer, app_id, f"http://127.0.0.1:{port}/callback", scope=scope).sign_in(person)
 
 
 def test_the_resource_server_example_takes_access_tokens_only_with_its_scope_and_audience(resource_server_example):

@@ -15,9 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from tests.support.databases import in_ci
+from tests.support.peers import require_peer
 from tests.support.person import Arrival, Page, Person
-from tests.support.rp import authlib_client, verify_id_token
+from tests.support.rp import App, verify_id_token
 from tests.support.server import DEMO_SECRET_HASH, OpProxyServer, default_clients, free_port, write_config
 from tests.support.tampering import TamperingProxy, split_jwt
 from tests.support.upstream import (
@@ -158,11 +158,8 @@ class Federation:
 
 @pytest.fixture(scope="module")
 def federation(tmp_path_factory):
-    if not node_available():
-        reason = "Node.js with tests/peers/node_modules (run `make peers`) is needed for the upstreams"
-        if in_ci():
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require_peer("Node.js", node_available() is not None,
+                 "Node.js with tests/peers/node_modules (run `make peers`) is needed for the upstreams")
     world = Federation(tmp_path_factory.mktemp("federation"))
     yield world
     world.stop()
@@ -178,19 +175,8 @@ def honest_upstream(request):
 
 
 def app_for(world, client_id="hr-app", redirect_uri="http://127.0.0.1:5100/callback",
-            scope="openid profile email org groups"):
-    return authlib_client(world.issuer, client_id, "demo-secret", redirect_uri, scope=scope)
-
-
-def authorization_url(app, world, **extra):
-    return app.create_authorization_url(world.issuer + "/authorize", code_verifier="f" * 43, nonce="n-fed",
-                                        **extra)[0]
-
-
-def tokens_for(app, world, arrival) -> dict:
-    assert isinstance(arrival, Arrival), f"stopped at a page: {getattr(arrival, 'title', arrival)}"
-    token = app.fetch_token(world.issuer + "/token", authorization_response=arrival.url, code_verifier="f" * 43)
-    return token
+            scope="openid profile email org groups") -> App:
+    return App(world.issuer, client_id, redirect_uri, scope=scope, nonce="n-fed")
 
 
 # -- signing in through each upstream ------------------------------------------------------------------
@@ -198,13 +184,14 @@ def tokens_for(app, world, arrival) -> dict:
 def test_thaid_sign_in_through_the_chooser_gives_the_app_mapped_thai_claims_and_its_role(federation):
     world, person = federation, federation.person(PID)
     app = app_for(world)
-    chooser = person.visit(authorization_url(app, world))
+    chooser = person.visit(app.authorization_url())
     assert isinstance(chooser, Page) and "ThaID" in chooser.html and "PSU Passport" in chooser.html
 
     arrival = person.sign_in(chooser.url + "/thaid")  # the person clicks "ThaID"
 
-    claims = verify_id_token(world.issuer, tokens_for(app, world, arrival)["id_token"], "hr-app", nonce="n-fed")
-    userinfo = app.get(world.issuer + "/userinfo").json()
+    tokens = app.tokens_for(arrival)
+    claims = verify_id_token(world.issuer, tokens["id_token"], "hr-app", nonce="n-fed")
+    userinfo = app.userinfo(tokens["access_token"]).json()
     assert userinfo["role"] == "editor" and PID not in json.dumps(userinfo)
     assert claims["name"] == "นายสมชาย ใจดี"
     assert claims["given_name"] == "สมชาย" and claims["family_name"] == "ใจดี"
@@ -220,12 +207,12 @@ def test_thaid_sign_in_through_the_chooser_gives_the_app_mapped_thai_claims_and_
 def test_a_client_allowed_the_thaid_scope_gets_the_national_id_and_english_names(federation):
     world, person = federation, federation.person(PID)
     app = app_for(world, "registry-app", "http://127.0.0.1:5101/callback", scope="openid profile thaid")
-    arrival = person.sign_in(authorization_url(app, world))  # allowed ThaID only: no chooser
-    token = tokens_for(app, world, arrival)
+    arrival = person.sign_in(app.authorization_url())  # allowed ThaID only: no chooser
+    token = app.tokens_for(arrival)
     claims = verify_id_token(world.issuer, token["id_token"], "registry-app")
     assert claims["pid"] == PID and claims["name_en"] == "Mr. Somchai Jaidee" and claims["ial"] == "2.3"
     assert claims["birthdate"] == "1990-05-17" and claims["gender"] == "male"
-    userinfo = app.get(world.issuer + "/userinfo").json()
+    userinfo = app.userinfo(token["access_token"]).json()
     assert userinfo["pid"] == PID and userinfo["title_en"] == "Mr."
 
 
@@ -234,8 +221,8 @@ def test_psu_sign_in_fills_the_organisation_fields_from_an_hs256_per_app_issuer(
     sub = next(iter(world.psu.config["accounts"]))
     person.upstream_account = sub
     app = app_for(world)
-    arrival = person.sign_in(authorization_url(app, world, idp_hint="psu"))
-    claims = verify_id_token(world.issuer, tokens_for(app, world, arrival)["id_token"], "hr-app")
+    arrival = person.sign_in(app.authorization_url(idp_hint="psu"))
+    claims = verify_id_token(world.issuer, app.tokens_for(arrival)["id_token"], "hr-app")
     assert claims["name"] == "สมชาย ใจดี" and claims["preferred_username"] == "somchai.j"
     assert claims["department"] == "ภาควิชาวิศวกรรมคอมพิวเตอร์" and claims["campus_id"] == "C01"
     assert claims["user_id"] == "6400001" and claims["groups"] == ["staff", "developer"]
@@ -247,13 +234,13 @@ def test_google_sign_in_with_kc_idp_hint_and_people_are_never_matched_by_email(f
     app = app_for(world)
     google_sub = next(iter(world.google.config["accounts"]))
     person = world.person(google_sub)
-    claims = verify_id_token(world.issuer, tokens_for(app, world, person.sign_in(
-        authorization_url(app, world, kc_idp_hint="google")))["id_token"], "hr-app")
+    claims = verify_id_token(world.issuer, app.tokens_for(person.sign_in(
+        app.authorization_url(kc_idp_hint="google")))["id_token"], "hr-app")
     assert claims["email"] == GMAIL and claims["name"] == "Somchai Jaidee"
 
     # The same e-mail address at PSU is another person to op-proxy.
     other = world.person(SAME_EMAIL_SUB)
-    psu_id_token = tokens_for(app, world, other.sign_in(authorization_url(app, world, idp_hint="psu")))["id_token"]
+    psu_id_token = app.tokens_for(other.sign_in(app.authorization_url(idp_hint="psu")))["id_token"]
     psu_claims = verify_id_token(world.issuer, psu_id_token, "hr-app")
     assert psu_claims["email"] == GMAIL and psu_claims["sub"] != claims["sub"]
 
@@ -261,7 +248,7 @@ def test_google_sign_in_with_kc_idp_hint_and_people_are_never_matched_by_email(f
 def test_an_upstream_the_client_is_not_allowed_is_refused(federation):
     world, person = federation, federation.person(None)
     app = app_for(world, "registry-app", "http://127.0.0.1:5101/callback", scope="openid profile thaid")
-    page = person.visit(authorization_url(app, world, idp_hint="google"))
+    page = person.visit(app.authorization_url(idp_hint="google"))
     assert isinstance(page, Page) and page.status == 403
 
 
@@ -273,7 +260,7 @@ def test_an_id_token_that_does_not_verify_is_refused(federation, scenario):
     world, person = federation, federation.person(PID)
     world.proxy.scenario = scenario
     app = app_for(world)
-    page = person.sign_in(authorization_url(app, world, idp_hint="thaid"))
+    page = person.sign_in(app.authorization_url(idp_hint="thaid"))
     assert isinstance(page, Page), "a tampered ID token signed the person in"
     assert page.title == "ยังไม่ได้เข้าสู่ระบบ" and "ลองอีกครั้ง" in page.html
     assert world.proxy.exchanges[-1][0] == scenario  # the upstream's answer really was tampered with
@@ -283,12 +270,12 @@ def test_thaid_is_asked_whether_its_token_is_still_active_and_an_inactive_one_is
     world, app = federation, app_for(federation)
     asked = len([path for method, path, _status in world.proxy.requests
                  if method == "POST" and path.startswith("/api/v2/oauth2/introspect/")])
-    assert isinstance(world.person(PID).sign_in(authorization_url(app, world, idp_hint="thaid")), Arrival)
+    assert isinstance(world.person(PID).sign_in(app.authorization_url(idp_hint="thaid")), Arrival)
     assert len([path for method, path, status in world.proxy.requests
                 if method == "POST" and path.startswith("/api/v2/oauth2/introspect/") and status == 200]) == asked + 1
 
     world.proxy.scenario = "introspection_inactive"
-    page = world.person(PID).sign_in(authorization_url(app, world, idp_hint="thaid"))
+    page = world.person(PID).sign_in(app.authorization_url(idp_hint="thaid"))
     assert isinstance(page, Page) and page.title == "ยังไม่ได้เข้าสู่ระบบ"
     assert world.proxy.exchanges[-1] == ("introspection_inactive", True, False)
 
@@ -297,8 +284,8 @@ def test_apps_learn_when_the_person_really_authenticated_at_the_upstream(federat
     world, app = federation, app_for(federation)
     person = world.person(PID)
     world.proxy.scenario = "old_auth_time"  # ThaID answers from a sign-in two hours old
-    claims = verify_id_token(world.issuer, tokens_for(app, world, person.sign_in(
-        authorization_url(app, world, idp_hint="thaid")))["id_token"], "hr-app", nonce="n-fed")
+    claims = verify_id_token(world.issuer, app.tokens_for(person.sign_in(
+        app.authorization_url(idp_hint="thaid")))["id_token"], "hr-app", nonce="n-fed")
     upstream_auth_time = split_jwt(world.proxy.exchanges[-1][2])[1]["auth_time"]
     assert claims["auth_time"] == upstream_auth_time
 
@@ -306,8 +293,8 @@ def test_apps_learn_when_the_person_really_authenticated_at_the_upstream(federat
     # the person goes back to ThaID.
     world.proxy.scenario = None
     to_thaid = sum(1 for method, path, _status in world.proxy.requests if path.startswith("/api/v2/oauth2/auth/"))
-    claims = verify_id_token(world.issuer, tokens_for(app, world, person.sign_in(
-        authorization_url(app, world, idp_hint="thaid", max_age=3600)))["id_token"], "hr-app", nonce="n-fed")
+    claims = verify_id_token(world.issuer, app.tokens_for(person.sign_in(
+        app.authorization_url(idp_hint="thaid", max_age=3600)))["id_token"], "hr-app", nonce="n-fed")
     assert sum(1 for method, path, _status in world.proxy.requests
                if path.startswith("/api/v2/oauth2/auth/")) == to_thaid + 1
     assert claims["auth_time"] > upstream_auth_time + 3600
@@ -317,7 +304,7 @@ def test_a_replayed_callback_and_an_unknown_state_are_refused(federation):
     world, person = federation, federation.person(PID)
     app = app_for(world)
     person.stop_at = world.issuer + "/callback/"  # the browser pauses on its way back from ThaID
-    callback = person.sign_in(authorization_url(app, world, idp_hint="thaid"))
+    callback = person.sign_in(app.authorization_url(idp_hint="thaid"))
     assert isinstance(callback, Arrival) and callback.url.startswith(world.issuer + "/callback/thaid?")
     person.stop_at = None
 
@@ -333,7 +320,7 @@ def test_a_callback_arriving_at_another_upstreams_path_is_refused(federation):
     world, person = federation, federation.person(PID)
     app = app_for(world)
     person.stop_at = world.issuer + "/callback/"
-    callback = person.sign_in(authorization_url(app, world, idp_hint="thaid"))
+    callback = person.sign_in(app.authorization_url(idp_hint="thaid"))
     assert callback.url.startswith(world.issuer + "/callback/thaid?")
     mixed_up = person.http.get(callback.url.replace("/callback/thaid?", "/callback/google?"))
     assert mixed_up.status_code == 400 and "การเข้าสู่ระบบถูกปฏิเสธ" in mixed_up.text
@@ -344,14 +331,14 @@ def test_upstream_errors_end_on_a_page_that_says_what_happened(federation):
     world, person = federation, federation.person(PID)
     app = app_for(world)
     person.stop_at = world.issuer + "/callback/"
-    callback = person.sign_in(authorization_url(app, world, idp_hint="thaid"))
+    callback = person.sign_in(app.authorization_url(idp_hint="thaid"))
     state = callback.params["state"]
     cancelled = person.http.get(f"{world.issuer}/callback/thaid?error=user_denied&state={state}")
     assert cancelled.status_code == 400 and "คุณยกเลิกการเข้าสู่ระบบที่ ThaID" in cancelled.text
     retry = cancelled.text.split('class="button" href="')[1].split('"')[0]
     assert person.http.get(world.issuer + retry).status_code == 303  # the way back still works
 
-    callback = person.sign_in(authorization_url(app, world, idp_hint="thaid"))
+    callback = person.sign_in(app.authorization_url(idp_hint="thaid"))
     duplicate = person.http.get(f"{world.issuer}/callback/thaid?error=duplicate_request"
                                 f"&state={callback.params['state']}")
     assert "ถูกส่งไปแล้ว" in duplicate.text
@@ -361,7 +348,7 @@ def test_a_failing_user_handler_ends_the_sign_in_on_a_clear_page(federation):
     world, person = federation, federation.person(PID)
     world.handler.failing = True
     app = app_for(world)
-    page = person.sign_in(authorization_url(app, world, idp_hint="thaid"))
+    page = person.sign_in(app.authorization_url(idp_hint="thaid"))
     assert isinstance(page, Page) and page.status == 502
     assert page.title == "แอปพลิเคชันไม่สามารถให้คุณเข้าสู่ระบบได้"
 
@@ -370,7 +357,7 @@ def test_the_national_id_never_reaches_the_log(federation):
     world = federation
     person = world.person(PID)
     app = app_for(world, "registry-app", "http://127.0.0.1:5101/callback", scope="openid profile thaid")
-    tokens_for(app, world, person.sign_in(authorization_url(app, world)))
+    app.tokens_for(person.sign_in(app.authorization_url()))
     assert "audit event=sign_in outcome=success" in world.op_proxy.log()
     assert PID not in world.op_proxy.log()
 
@@ -383,8 +370,7 @@ def test_an_unreachable_upstream_says_so(tmp_path):
     server = OpProxyServer(config, port, env=UPSTREAM_SECRETS).start()
     try:
         person = Person(server.issuer)
-        app = authlib_client(server.issuer, "demo", "demo-secret", "http://127.0.0.1:5000/callback")
-        url = app.create_authorization_url(server.issuer + "/authorize", code_verifier="u" * 43, idp_hint="thaid")[0]
+        url = App(server.issuer).authorization_url(idp_hint="thaid")
         page = person.visit(url)
         assert isinstance(page, Page) and page.status == 502
         assert "ไม่สามารถติดต่อ ThaID" in page.html
@@ -403,12 +389,11 @@ def test_a_userinfo_answer_about_someone_else_is_refused(tmp_path):
                           extra=upstream_sections("http://127.0.0.1:9", "http://127.0.0.1:9", proxy.url))
     server = OpProxyServer(config, op_port, env=UPSTREAM_SECRETS).start()
     try:
-        app = authlib_client(server.issuer, "demo", "demo-secret", "http://127.0.0.1:5000/callback")
+        app = App(server.issuer)
         account = next(iter(google.config["accounts"]))
 
         def sign_in():
-            url = app.create_authorization_url(server.issuer + "/authorize", code_verifier="g" * 43,
-                                               idp_hint="google")[0]
+            url = app.authorization_url(idp_hint="google")
             return Person(server.issuer, upstreams=(proxy.url, google.base), upstream_account=account).sign_in(url)
 
         assert isinstance(sign_in(), Arrival)  # the honest answer signs the person in
@@ -450,18 +435,18 @@ def rotation_then_forgeries(world):
     from tests.support.upstream import generate_ec_jwks
 
     app = app_for(world)
-    assert isinstance(world.person(PID).sign_in(authorization_url(app, world, idp_hint="thaid")), Arrival)
+    assert isinstance(world.person(PID).sign_in(app.authorization_url(idp_hint="thaid")), Arrival)
 
     world.thaid.stop()  # ThaID rotates its signing key
     world.thaid.config["jwks"] = generate_ec_jwks()
     world.thaid.start()
-    arrival = world.person(PID).sign_in(authorization_url(app, world, idp_hint="thaid"))
+    arrival = world.person(PID).sign_in(app.authorization_url(idp_hint="thaid"))
     assert isinstance(arrival, Arrival), "a token signed with ThaID's new key was refused"
 
     jwks_fetches = sum(1 for _m, path, _s in world.proxy.requests if path.startswith("/jwks"))
     world.proxy.scenario = "unknown_kid"
     for _attempt in range(3):
-        page = world.person(PID).sign_in(authorization_url(app, world, idp_hint="thaid"))
+        page = world.person(PID).sign_in(app.authorization_url(idp_hint="thaid"))
         assert isinstance(page, Page) and page.title == "ยังไม่ได้เข้าสู่ระบบ"
     assert sum(1 for _m, path, _s in world.proxy.requests if path.startswith("/jwks")) == jwks_fetches
 
@@ -478,7 +463,7 @@ def upstream_authorization_request(world, person: Person, upstream_url: str, app
     """The parameters op-proxy sends the person to the upstream with (the browser pauses there)."""
     person.stop_at = upstream_url
     try:
-        arrival = person.visit(authorization_url(app, world, **extra))
+        arrival = person.visit(app.authorization_url(**extra))
     finally:
         person.stop_at = None
     assert isinstance(arrival, Arrival) and arrival.url.startswith(upstream_url), arrival
@@ -488,12 +473,12 @@ def upstream_authorization_request(world, person: Person, upstream_url: str, app
 def test_an_app_demanding_a_fresh_sign_in_has_the_person_sign_in_again_at_the_upstream(federation):
     world, app = federation, app_for(federation)
     person = world.person(next(iter(world.google.config["accounts"])))
-    assert isinstance(person.sign_in(authorization_url(app, world, idp_hint="google")), Arrival)
+    assert isinstance(person.sign_in(app.authorization_url(idp_hint="google")), Arrival)
     asked = upstream_login_forms_shown(person, world.google)
     assert asked == 1
 
     # Google still has the person's session; without prompt=login passed on it would sign them in silently.
-    arrival = person.sign_in(authorization_url(app, world, idp_hint="google", prompt="login"))
+    arrival = person.sign_in(app.authorization_url(idp_hint="google", prompt="login"))
 
     assert isinstance(arrival, Arrival)
     assert upstream_login_forms_shown(person, world.google) == asked + 1
@@ -520,11 +505,11 @@ def test_an_app_keyed_on_the_normalized_id_can_create_a_thaid_person(federation)
     the national ID, so id and username are op-proxy's stable sub for the app, never the pid."""
     world = federation
     app = app_for(world)
-    first = verify_id_token(world.issuer, tokens_for(app, world, world.person(PID).sign_in(
-        authorization_url(app, world, idp_hint="thaid")))["id_token"], "hr-app", nonce="n-fed")
+    first = verify_id_token(world.issuer, app.tokens_for(world.person(PID).sign_in(
+        app.authorization_url(idp_hint="thaid")))["id_token"], "hr-app", nonce="n-fed")
     sent_first = world.handler.received[-1]["normalizedUser"]
     again = app_for(world)
-    tokens_for(again, world, world.person(PID).sign_in(authorization_url(again, world, idp_hint="thaid")))
+    again.tokens_for(world.person(PID).sign_in(again.authorization_url(idp_hint="thaid")))
     sent_again = world.handler.received[-1]["normalizedUser"]
 
     assert sent_first["id"] == sent_first["username"] == first["sub"]
@@ -532,7 +517,8 @@ def test_an_app_keyed_on_the_normalized_id_can_create_a_thaid_person(federation)
     assert PID not in json.dumps(sent_first)
     # An upstream with its own id and username keeps them (PSU's psu_id and preferred_username).
     psu = world.person(next(iter(world.psu.config["accounts"])))
-    tokens_for(app_for(world), world, psu.sign_in(authorization_url(app_for(world), world, idp_hint="psu")))
+    psu_app = app_for(world)
+    psu_app.tokens_for(psu.sign_in(psu_app.authorization_url(idp_hint="psu")))
     assert world.handler.received[-1]["normalizedUser"]["id"] == "6400001"
     assert world.handler.received[-1]["normalizedUser"]["username"] == "somchai.j"
 
@@ -542,10 +528,10 @@ def test_google_and_psu_say_whether_the_email_address_is_verified(federation):
     for upstream, account in (("google", next(iter(world.google.config["accounts"]))),
                               ("psu", next(iter(world.psu.config["accounts"])))):
         app = app_for(world, scope="openid email")
-        claims = verify_id_token(world.issuer, tokens_for(app, world, world.person(account).sign_in(
-            authorization_url(app, world, idp_hint=upstream)))["id_token"], "hr-app")
+        tokens = app.tokens_for(world.person(account).sign_in(app.authorization_url(idp_hint=upstream)))
+        claims = verify_id_token(world.issuer, tokens["id_token"], "hr-app")
         assert claims["email_verified"] is True, upstream
-        assert app.get(world.issuer + "/userinfo").json()["email_verified"] is True, upstream
+        assert app.userinfo(tokens["access_token"]).json()["email_verified"] is True, upstream
 
 
 # -- refused callbacks: audited, and in the person's language --------------------------------------------
@@ -557,7 +543,7 @@ def audit_lines(world, since: int = 0) -> list[str]:
 def paused_at_callback(world, person: Person, app, **extra) -> Arrival:
     person.stop_at = world.issuer + "/callback/"
     try:
-        callback = person.sign_in(authorization_url(app, world, **extra))
+        callback = person.sign_in(app.authorization_url(**extra))
     finally:
         person.stop_at = None
     assert isinstance(callback, Arrival) and callback.url.startswith(world.issuer + "/callback/"), callback
@@ -653,8 +639,7 @@ def test_sign_in_pages_follow_the_server_default_language_and_the_applications_u
     assert "Sign-in not found" not in no_preference.http.get(server.url("/login/no-such-sign-in?lang=th")).text
 
     thai = Person(server.issuer, accept_language="th")
-    app = authlib_client(server.issuer, "demo", "demo-secret", "http://127.0.0.1:5000/callback")
-    url = app.create_authorization_url(server.issuer + "/authorize", code_verifier="l" * 43, ui_locales="en")[0]
+    url = App(server.issuer).authorization_url(ui_locales="en")
     assert isinstance(thai.sign_in(url), Arrival)
     login_page = next(p.url for p in thai.pages if "/password/" in p.url)
     finished = thai.http.get(login_page.split("/password/")[0])
@@ -666,8 +651,8 @@ def test_sign_in_pages_follow_the_server_default_language_and_the_applications_u
 def test_a_password_post_whose_answer_was_lost_can_be_sent_again_by_the_same_browser(make_server):
     server = make_server()
     somchai = Person(server.issuer)
-    app = authlib_client(server.issuer, "demo", "demo-secret", "http://127.0.0.1:5000/callback")
-    form_page = somchai.visit(app.create_authorization_url(server.issuer + "/authorize", code_verifier="r" * 43)[0])
+    app = App(server.issuer)
+    form_page = somchai.visit(app.authorization_url())
     form = next(f for f in form_page.forms() if "password" in f["html"])
     answer = {**form["fields"], "username": "demo", "password": "demo"}
 
@@ -676,8 +661,7 @@ def test_a_password_post_whose_answer_was_lost_can_be_sent_again_by_the_same_bro
 
     retried = somchai.http.post(form["action"], data=answer)  # the browser sends the form again
     assert retried.is_redirect and retried.headers["location"] == lost.headers["location"]
-    token = app.fetch_token(server.issuer + "/token", authorization_response=retried.headers["location"],
-                            code_verifier="r" * 43)
+    token = app.tokens_for(Arrival(retried.headers["location"]))
     assert token["id_token"]
 
     # Never for another browser, nor for someone else at the same browser.
@@ -720,13 +704,12 @@ class HostileUpstreams:
         proxies = [self.thaid_proxy.url] + ([self.psu_proxy.url] if hasattr(self, "psu_proxy") else [])
         return Person(self.issuer, upstreams=tuple(proxies), upstream_account=account)
 
-    def app(self):
-        return authlib_client(self.issuer, "demo", "demo-secret", "http://127.0.0.1:5000/callback",
-                              scope="openid profile groups")
+    def app(self) -> App:
+        return App(self.issuer, scope="openid profile groups", nonce="n-fed")
 
     def sign_in(self, account: str, upstream: str, app=None):
         app = app or self.app()
-        return app, self.person(account).sign_in(authorization_url(app, self, idp_hint=upstream))
+        return app, self.person(account).sign_in(app.authorization_url(idp_hint=upstream))
 
     def stop(self):
         for part in self.parts:
@@ -735,11 +718,8 @@ class HostileUpstreams:
 
 @pytest.fixture
 def hostile(tmp_path, database_url):
-    if not node_available():
-        reason = "Node.js with tests/peers/node_modules (run `make peers`) is needed for the upstreams"
-        if in_ci():
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require_peer("Node.js", node_available() is not None,
+                 "Node.js with tests/peers/node_modules (run `make peers`) is needed for the upstreams")
     worlds = []
 
     def start(**options) -> HostileUpstreams:
@@ -755,8 +735,8 @@ def test_an_upstream_sending_megabytes_is_refused_and_the_persons_profile_stays_
     world = hostile()
     psu_sub = next(iter(world.psu.config["accounts"]))
     app, arrival = world.sign_in(PID, "thaid")  # Somchai signs in through an honest ThaID first
-    tokens_for(app, world, arrival)
-    assert app.get(world.issuer + "/userinfo").json()["name"] == "นายสมชาย ใจดี"
+    tokens = app.tokens_for(arrival)
+    assert app.userinfo(tokens["access_token"]).json()["name"] == "นายสมชาย ใจดี"
 
     # Then ThaID (or PSU) answers with what no real provider sends: a 3 MB token response (a name of
     # 100,000 characters, 5,000 groups), a name of 3,000 characters, 300 groups.
@@ -772,7 +752,7 @@ def test_an_upstream_sending_megabytes_is_refused_and_the_persons_profile_stays_
 
     # Nothing was stored: the app still reads Somchai's real name, and the log says what happened
     # without a traceback, an SQL parameter or his national ID.
-    assert app.get(world.issuer + "/userinfo").json()["name"] == "นายสมชาย ใจดี"
+    assert app.userinfo(tokens["access_token"]).json()["name"] == "นายสมชาย ใจดี"
     log = world.op_proxy.log()
     refusals = [line for line in log.splitlines() if "audit event=sign_in outcome=failure" in line]
     assert len(refusals) == 3 and all("reason=upstream_refused" in line for line in refusals)

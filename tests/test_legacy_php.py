@@ -32,7 +32,7 @@ import httpx
 import pytest
 
 from tests.support.admin import post_form, signed_in_admin
-from tests.support.databases import in_ci
+from tests.support.peers import require_peer
 from tests.support.person import Arrival, Page, Person
 from tests.support.php import (
     PhpServer,
@@ -52,16 +52,9 @@ EXAMPLES = ROOT / "examples" / "clients"
 WELCOME = "ยินดีต้อนรับ, สมชาย ใจดี"
 
 
-def skip_or_fail(reason: str):
-    if in_ci():
-        pytest.fail(reason + " (CI=true requires it)")
-    pytest.skip(reason)
-
-
 @pytest.fixture(autouse=True)
 def php_is_installed():
-    if not php_available():
-        skip_or_fail("php is not installed (Debian: apt-get install php-cli php-redis)")
+    require_peer("PHP", php_available(), "php is not installed (Debian: apt-get install php-cli php-redis)")
 
 
 # --- a browser that goes back and forth between a PHP app and op-proxy ---------------------------
@@ -201,10 +194,9 @@ def start_session_app(kind: str, make_server, tmp_path, neighbours=lambda app: [
     port = free_port()
     app = f"http://127.0.0.1:{port}"
     if kind == "redis":
-        if not php_extension_loaded("redis"):
-            skip_or_fail("PHP's redis extension is not loadable (Debian: apt-get install php-redis)")
-        if not redis_answers():
-            skip_or_fail("Redis does not answer on 127.0.0.1:6379")
+        require_peer("PHP's redis extension", php_extension_loaded("redis"),
+                     "not loadable (Debian: apt-get install php-redis)")
+        require_peer("Redis", redis_answers(), "does not answer on 127.0.0.1:6379")
         ini = redis_sessions("tcp://127.0.0.1:6379")
     else:
         sessions = tmp_path / "php-sessions"
@@ -343,8 +335,7 @@ def test_op_proxy_refuses_to_send_a_signed_out_person_to_an_unregistered_address
 def test_an_app_whose_clock_is_a_little_behind_accepts_a_token_op_proxy_just_made(make_server, tmp_path):
     # The app checks tokens as firebase/php-jwt does out of the box (no leeway), on a server whose
     # clock is 5 seconds behind op-proxy's: a token made "now" is not valid yet by that clock.
-    if not faketime_library():
-        skip_or_fail("libfaketime is not installed (Debian: apt-get install faketime)")
+    require_peer("libfaketime", bool(faketime_library()), "not installed (Debian: apt-get install faketime)")
     app = query_token_app_with(make_server, tmp_path, "per-client key", {"JWT_LEEWAY": "0", **clock_off_by(-5)})
     try:
         person = Person(app.op_proxy.issuer)
@@ -495,8 +486,7 @@ def test_signing_out_of_the_php_session_app_destroys_its_session(session_app):
 @pytest.fixture
 def web_server_user():
     """The OS user PHP runs as in production (Debian: www-data): not op-proxy's user."""
-    if not running_as_root():
-        skip_or_fail("running PHP as another OS user needs root, setpriv and useradd")
+    require_peer("root", running_as_root(), "running PHP as another OS user needs root, setpriv and useradd")
     with throwaway_os_user() as user:
         yield user
 

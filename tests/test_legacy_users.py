@@ -4,14 +4,16 @@ app's own, since each old app authorised its own people."""
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import sys
 
 import pytest
+from sqlalchemy import func, select
 
+from op_proxy.storage.models import User
 from tests.support.person import Page, Person
 from tests.support.server import ROOT, default_clients, free_port, write_config
+from tests.support.stored import stored
 
 
 def session_client(save_path, client_id: str = "php-session", port: int = 8082, default: bool = True) -> dict:
@@ -55,8 +57,7 @@ def test_a_person_is_created_once_as_subscriber_and_an_admins_role_change_reache
 
     again = Person(server.issuer)
     again.sign_in(server.url("/public/login.php?client_id=php-session"))
-    database = sqlite3.connect(server.config_path.parent / "op-proxy.sqlite3")
-    assert database.execute("SELECT count(*), min(role) FROM users").fetchone() == (1, "subscriber")
+    assert stored(server, select(func.count(), func.min(User.role))) == [(1, "subscriber")]
 
     changed = op_proxy_command(server, "users", "set-role", "somchai.j@example.ac.th", "editor", "--client",
                                "php-session")

@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
-from contextlib import closing
 from urllib.parse import urlencode
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from op_proxy.config import ConfigError, load_settings
+from op_proxy.storage.models import AuditEvent
 from tests.support.person import Person
 from tests.support.server import free_port, write_config
+from tests.support.stored import stored_values
 
 JSON_LOGS = '[logging]\nformat = "json"\n'
 SIGN_IN = "/authorize?" + urlencode({"response_type": "code", "client_id": "demo", "scope": "openid",
@@ -34,9 +35,7 @@ def json_lines(server) -> list[dict]:
 
 
 def audit_details(server, event: str) -> list[dict]:
-    with closing(sqlite3.connect(server.config_path.parent / "op-proxy.sqlite3")) as db:
-        return [json.loads(detail) for (detail,) in db.execute(
-            "SELECT detail FROM audit_events WHERE event = ? ORDER BY id", (event,))]
+    return stored_values(server, select(AuditEvent.detail).where(AuditEvent.event == event).order_by(AuditEvent.id))
 
 
 def test_a_mistyped_password_is_found_by_the_reference_in_the_json_log_and_the_audit_row(make_server):

@@ -6,17 +6,12 @@ replay must still be caught). SQLite and MariaDB alike."""
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import os
-import secrets
 import subprocess
 import sys
 import time
 from types import SimpleNamespace
-from urllib.parse import urlencode
 
-import httpx
 import pytest
 from sqlalchemy import func, select
 
@@ -37,7 +32,8 @@ from op_proxy.storage.models import (
     UpstreamLogin,
     UsedJti,
 )
-from tests.support.person import Arrival, Person
+from tests.support.person import Person
+from tests.support.rp import App, assert_error
 from tests.support.server import ROOT, free_port, write_config
 
 EVERY_DATABASE = pytest.mark.parametrize("database_url", ["sqlite", "mariadb"], indirect=True)
@@ -66,45 +62,8 @@ FLOW_TABLES = {
 
 # -- an application and the operator's shell ----------------------------------------------------------
 
-class DemoApp:
-    """The demo client's backend: PKCE, a secret, and the token endpoint."""
-
-    def __init__(self, issuer: str, client_id: str = "demo", redirect_uri: str = "http://127.0.0.1:5000/callback"):
-        self.issuer, self.client_id, self.redirect_uri = issuer, client_id, redirect_uri
-
-    def authorization_url(self, **extra) -> tuple[str, str]:
-        verifier = secrets.token_urlsafe(48)
-        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-        query = {"response_type": "code", "client_id": self.client_id, "redirect_uri": self.redirect_uri,
-                 "scope": "openid profile", "state": secrets.token_urlsafe(8),
-                 "code_challenge": challenge, "code_challenge_method": "S256", **extra}
-        return f"{self.issuer}/authorize?{urlencode(query)}", verifier
-
-    def token(self, **form) -> httpx.Response:
-        return httpx.post(f"{self.issuer}/token", data=form, auth=(self.client_id, "demo-secret"), timeout=15)
-
-    def sign_in(self, person: Person) -> dict:
-        url, verifier = self.authorization_url()
-        arrival = person.sign_in(url)
-        assert isinstance(arrival, Arrival) and "code" in arrival.params, arrival
-        answer = self.token(grant_type="authorization_code", code=arrival.params["code"],
-                            redirect_uri=self.redirect_uri, code_verifier=verifier)
-        assert answer.status_code == 200, answer.text
-        return answer.json()
-
-    def code_left_unused(self, person: Person) -> None:
-        """The person signs in, and the app never redeems the code."""
-        url, _verifier = self.authorization_url()
-        assert "code" in person.sign_in(url).params
-
-    def refresh(self, refresh_token: str) -> httpx.Response:
-        return self.token(grant_type="refresh_token", refresh_token=refresh_token)
-
-    def silent_sign_in(self, person: Person) -> dict:
-        url, _verifier = self.authorization_url(prompt="none")
-        arrival = person.visit(url)
-        assert isinstance(arrival, Arrival), arrival
-        return arrival.params
+def demo_app(server, client_id: str = "demo", redirect_uri: str = "http://127.0.0.1:5000/callback") -> App:
+    return App(server.issuer, client_id, redirect_uri, scope="openid profile")
 
 
 def operator_env(**overrides) -> dict:
@@ -198,13 +157,13 @@ def test_a_purge_deletes_what_expired_and_everything_still_usable_keeps_working(
     # Monday: op-proxy runs with lifetimes of a few seconds. Somchai signs in, the app refreshes
     # once, he signs in to a second app whose code is never redeemed, and someone gives up half-way.
     server = make_server(env=SHORT_LIFETIMES)
-    app, second_app = DemoApp(server.issuer), DemoApp(server.issuer, "second-app", "http://127.0.0.1:5002/callback")
+    app, second_app = demo_app(server), demo_app(server, "second-app", "http://127.0.0.1:5002/callback")
     somchai = Person(server.issuer)
     short_lived = app.sign_in(somchai)
     assert app.refresh(short_lived["refresh_token"]).status_code == 200
-    second_app.code_left_unused(somchai)
+    second_app.code_for(somchai)  # and the app never redeems it
     gave_up = Person(server.issuer)
-    gave_up.visit(app.authorization_url()[0])  # a password page nobody fills in
+    gave_up.visit(app.authorization_url())  # a password page nobody fills in
     gave_up.close()
     short_lived_rows = row_keys(database_url)
     monday_ends = time.time()
@@ -242,15 +201,14 @@ def test_a_purge_deletes_what_expired_and_everything_still_usable_keeps_working(
     assert dashboard_figures(database_url, settings, pinned) == figures_before
 
     # Somying's session and current refresh token still work ...
-    assert "code" in app.silent_sign_in(somying)
+    assert "code" in app.silent_sign_in(somying).params
     refreshed = app.refresh(current)
     assert refreshed.status_code == 200, refreshed.text
     # ... and replaying the rotated one still revokes everything that came from it (RFC 9700 §4.14.2).
-    replay = app.refresh(rotated)
-    assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
-    assert app.refresh(refreshed.json()["refresh_token"]).json()["error"] == "invalid_grant"
+    assert_error(app.refresh(rotated), "invalid_grant")
+    assert_error(app.refresh(refreshed.json()["refresh_token"]), "invalid_grant")
     # Somchai's session is gone: a silent sign-in says he must sign in again.
-    assert app.silent_sign_in(somchai)["error"] == "login_required"
+    assert app.silent_sign_in(somchai).params["error"] == "login_required"
 
 
 def audit_subjects(database_url: str) -> set:
@@ -395,13 +353,13 @@ def leftovers_count(database_url: str) -> int:
 def test_every_process_purges_in_the_background_without_anyone_running_the_command(make_server, database_url):
     server = make_server(env={"OP_PROXY_STORAGE_PURGE_INTERVAL": "1", "OP_PROXY_STORAGE_PURGE_GRACE": str(GRACE)})
     add_rows(database_url, expired_leftovers(20) + audit_events_aged(400, 3))
-    tokens = DemoApp(server.issuer).sign_in(Person(server.issuer))
+    tokens = demo_app(server).sign_in(Person(server.issuer))
 
     wait_until(lambda: leftovers_count(database_url) == 5)  # left: the rows of the sign-in just made
 
     assert count(database_url, Grant) == 1 and count(database_url, RefreshToken) == 1
     assert "aged-400" not in audit_subjects(database_url)
-    assert DemoApp(server.issuer).refresh(tokens["refresh_token"]).status_code == 200
+    assert demo_app(server).refresh(tokens["refresh_token"]).status_code == 200
     assert "purged " in server.log()
     server.stop()
     assert "Traceback" not in server.log() and "Task was destroyed" not in server.log()

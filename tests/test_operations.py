@@ -10,7 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.person import Person
-from tests.support.rp import authlib_client, verify_id_token
+from tests.support.rp import App
 from tests.support.server import DEMO_PROFILE
 
 
@@ -26,13 +26,11 @@ def samples(server) -> dict[tuple, float]:
 
 
 def sign_in_once_after_a_wrong_password(server) -> dict:
-    app = authlib_client(server.issuer, "demo", "demo-secret", "http://127.0.0.1:5000/callback")
-    url, _ = app.create_authorization_url(server.url("/authorize"), code_verifier="m" * 43)
+    app = App(server.issuer, scope="openid profile email")
     person = Person(server.issuer)
-    person.submit_password(person.visit(url), password="not-the-password")
-    arrival = person.sign_in(url)
-    token = app.fetch_token(server.url("/token"), authorization_response=arrival.url, code_verifier="m" * 43)
-    return {"token": token, "claims": verify_id_token(server.issuer, token["id_token"], "demo")}
+    person.submit_password(person.visit(app.authorization_url()), password="not-the-password")
+    token = app.sign_in(person)
+    return {"token": token, "claims": app.id_token_claims(token)}
 
 
 def test_metrics_count_sign_ins_and_requests_and_say_nothing_about_the_person(make_server):

@@ -6,82 +6,22 @@ Every test here fails if the rule it names is taken out of op-proxy.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import re
-import secrets
-from dataclasses import dataclass
 from urllib.parse import urlencode
 
-import httpx
 import pytest
 
 from tests.support.person import Arrival, Page, Person
-from tests.support.rp import discovery, verify_id_token
+from tests.support.rp import App, assert_error, discovery
 
-CALLBACK = "http://127.0.0.1:5000/callback"
 CONSENT_CALLBACK = "http://127.0.0.1:5003/callback"
 DEMO_HOME = "http://127.0.0.1:5000/"
-STATE = "xyz-state-42"
-
-
-@dataclass
-class App:
-    """A registered application with a secret: sends people to /authorize, talks to /token itself."""
-
-    server: object
-    client_id: str = "demo"
-    redirect_uri: str = CALLBACK
-
-    def __post_init__(self):
-        self.verifier = secrets.token_urlsafe(48)
-
-    def authorization_url(self, **params) -> str:
-        challenge = base64.urlsafe_b64encode(hashlib.sha256(self.verifier.encode()).digest()).rstrip(b"=").decode()
-        query = {"response_type": "code", "client_id": self.client_id, "redirect_uri": self.redirect_uri,
-                 "scope": "openid profile", "state": STATE, "code_challenge": challenge,
-                 "code_challenge_method": "S256", **params}
-        return self.server.issuer + "/authorize?" + urlencode(query)
-
-    def token(self, form: dict) -> httpx.Response:
-        return httpx.post(self.server.issuer + "/token", data=form, auth=(self.client_id, "demo-secret"))
-
-    def tokens_for(self, arrival) -> dict:
-        response = self.token({"grant_type": "authorization_code", "code": code_from(arrival),
-                               "redirect_uri": self.redirect_uri, "code_verifier": self.verifier})
-        assert response.status_code == 200, response.text
-        return response.json()
-
-    def refresh(self, refresh_token: str) -> httpx.Response:
-        return self.token({"grant_type": "refresh_token", "refresh_token": refresh_token})
-
-    def userinfo(self, access_token: str) -> httpx.Response:
-        return httpx.get(self.server.issuer + "/userinfo", headers={"Authorization": f"Bearer {access_token}"})
-
-    def id_token_claims(self, tokens: dict) -> dict:
-        return verify_id_token(self.server.issuer, tokens["id_token"], self.client_id)
-
-
-def code_from(arrival) -> str:
-    assert isinstance(arrival, Arrival), f"the person was left on a page of ours: {getattr(arrival, 'title', '')}"
-    assert "error" not in arrival.params, arrival.params
-    return arrival.params["code"]
-
-
-def assert_error_back_at(arrival, redirect_uri: str, error: str, server) -> None:
-    assert isinstance(arrival, Arrival), f"the person was left on a page of ours: {getattr(arrival, 'status', '')}"
-    assert arrival.url.split("?")[0] == redirect_uri
-    assert arrival.params.get("error") == error, arrival.params
-    assert arrival.params["state"] == STATE
-    assert arrival.params["iss"] == server.issuer
-    assert "code" not in arrival.params
 
 
 def assert_tokens_dead(app: App, tokens: dict) -> None:
     assert app.userinfo(tokens["access_token"]).status_code == 401
-    refreshed = app.refresh(tokens["refresh_token"])
-    assert refreshed.status_code == 400 and refreshed.json()["error"] == "invalid_grant"
+    assert_error(app.refresh(tokens["refresh_token"]), "invalid_grant")
 
 
 def assert_tokens_alive(app: App, tokens: dict) -> None:
@@ -103,7 +43,7 @@ def sign_in_again(person: Person, app: App, username: str = "demo", password: st
 
 @pytest.fixture
 def demo(server):
-    return App(server)
+    return App(server.issuer, scope="openid profile")
 
 
 @pytest.fixture
@@ -117,7 +57,7 @@ def someone_else(server):
 
 @pytest.mark.parametrize("params", [{"prompt": "login"}, {"max_age": "0"}], ids=["prompt-login", "max-age-0"])
 def test_signing_out_after_signing_in_again_ends_the_tokens_of_both_sign_ins(server, person, demo, params):
-    first = demo.tokens_for(person.sign_in(demo.authorization_url()))
+    first = demo.sign_in(person)
     second = demo.tokens_for(sign_in_again(person, demo, **params))
 
     sign_out(person, server, second)
@@ -128,7 +68,7 @@ def test_signing_out_after_signing_in_again_ends_the_tokens_of_both_sign_ins(ser
 
 
 def test_when_someone_else_signs_in_at_the_same_browser_the_first_persons_tokens_end(server, person, demo):
-    first = demo.tokens_for(person.sign_in(demo.authorization_url()))
+    first = demo.sign_in(person)
 
     theirs = demo.tokens_for(sign_in_again(person, demo, "other", "other-password", prompt="login"))
 
@@ -143,14 +83,14 @@ def test_when_someone_else_signs_in_at_the_same_browser_the_first_persons_tokens
 
 @pytest.fixture
 def others_subject(server, someone_else) -> str:
-    app = App(server)
-    return app.id_token_claims(app.tokens_for(someone_else.sign_in(app.authorization_url())))["sub"]
+    app = App(server.issuer, scope="openid profile")
+    return app.id_token_claims(app.sign_in(someone_else))["sub"]
 
 
 @pytest.fixture
 def others_id_token(server, someone_else) -> str:
-    app = App(server)
-    return app.tokens_for(someone_else.sign_in(app.authorization_url()))["id_token"]
+    app = App(server.issuer, scope="openid profile")
+    return app.sign_in(someone_else)["id_token"]
 
 
 def test_signing_in_as_someone_other_than_the_id_token_hint_names_gives_the_app_login_required(
@@ -158,7 +98,7 @@ def test_signing_in_as_someone_other_than_the_id_token_hint_names_gives_the_app_
     arrival = person.sign_in(demo.authorization_url(id_token_hint=others_id_token))
 
     assert any(page.has_password_form() for page in person.pages)  # the person did sign in, as demo
-    assert_error_back_at(arrival, CALLBACK, "login_required", server)
+    demo.assert_error_back(arrival, "login_required")
 
 
 def test_signing_in_as_someone_other_than_the_requested_sub_gives_the_app_login_required(
@@ -167,12 +107,12 @@ def test_signing_in_as_someone_other_than_the_requested_sub_gives_the_app_login_
 
     arrival = person.sign_in(demo.authorization_url(claims=claims))
 
-    assert_error_back_at(arrival, CALLBACK, "login_required", server)
+    demo.assert_error_back(arrival, "login_required")
 
 
 def test_a_signed_in_person_is_asked_to_sign_in_when_the_app_asks_for_someone_elses_sub(
         server, person, demo, others_subject):
-    demo.tokens_for(person.sign_in(demo.authorization_url()))
+    demo.sign_in(person)
     claims = json.dumps({"id_token": {"sub": {"value": others_subject}}})
 
     page = person.visit(demo.authorization_url(claims=claims))
@@ -183,7 +123,7 @@ def test_a_signed_in_person_is_asked_to_sign_in_when_the_app_asks_for_someone_el
 
 
 def test_the_person_the_app_asked_for_by_hint_and_by_sub_gets_a_code(server, person, demo):
-    own = demo.tokens_for(person.sign_in(demo.authorization_url()))
+    own = demo.sign_in(person)
     subject = demo.id_token_claims(own)["sub"]
     claims = json.dumps({"id_token": {"sub": {"value": subject}}})
 
@@ -212,7 +152,7 @@ def asked_for(*names: str) -> str:
 ])
 def test_the_consent_page_names_the_claims_asked_for_one_by_one(make_server, language, expected):
     server = make_server()
-    app = App(server, "consenting-app", CONSENT_CALLBACK)
+    app = App(server.issuer, "consenting-app", CONSENT_CALLBACK, scope="openid profile")
     someone = Person(server.issuer, accept_language=language)
     try:
         page = consent_page(someone, app, scope="openid", claims=asked_for("email", "address", "groups"))
@@ -224,7 +164,7 @@ def test_the_consent_page_names_the_claims_asked_for_one_by_one(make_server, lan
 
 def test_claims_beyond_what_the_person_allowed_make_the_app_ask_again(make_server):
     server = make_server()
-    app = App(server, "consenting-app", CONSENT_CALLBACK)
+    app = App(server.issuer, "consenting-app", CONSENT_CALLBACK, scope="openid profile")
     someone = Person(server.issuer, accept_language="en")
     try:
         page = consent_page(someone, app, scope="openid", claims=asked_for("email", "groups"))
@@ -237,7 +177,7 @@ def test_claims_beyond_what_the_person_allowed_make_the_app_ask_again(make_serve
 
         # ... but the department (never allowed) is not released silently, ...
         silent = someone.visit(app.authorization_url(scope="openid", claims=asked_for("department"), prompt="none"))
-        assert_error_back_at(silent, CONSENT_CALLBACK, "consent_required", server)
+        app.assert_error_back(silent, "consent_required")
 
         # ... the person is asked about it.
         asked = consent_page(someone, app, scope="openid", claims=asked_for("department"))
@@ -252,5 +192,5 @@ def test_claims_beyond_what_the_person_allowed_make_the_app_ask_again(make_serve
 def test_a_max_age_that_is_not_plain_digits_goes_back_to_the_app_as_invalid_request(server, person, demo, max_age):
     arrival = person.visit(demo.authorization_url(max_age=max_age))
 
-    assert_error_back_at(arrival, CALLBACK, "invalid_request", server)
+    demo.assert_error_back(arrival, "invalid_request")
     assert person.pages == []  # the person never saw a page of ours, an error page least of all

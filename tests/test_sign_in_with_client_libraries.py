@@ -6,13 +6,12 @@ import os
 
 import pytest
 
-from tests.support.databases import in_ci
 from tests.support.person import Arrival, Person
 from tests.support.rp import (
     authlib_client,
     discovery,
-    node_available,
     openid_client,
+    require_node,
     verify_id_token,
 )
 
@@ -98,13 +97,7 @@ def test_public_spa_client_signs_in_with_pkce_and_no_secret(server, person):
 
 @pytest.fixture
 def node():
-    found = node_available()
-    if not found:
-        reason = "Node.js with tests/peers/node_modules (run `make peers`) is needed for openid-client"
-        if in_ci():
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return found
+    return require_node("openid-client")
 
 
 @pytest.mark.parametrize("client_id,secret,method,redirect_uri", [

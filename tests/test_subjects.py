@@ -4,7 +4,7 @@ so two apps that asked for it cannot link their users."""
 from __future__ import annotations
 
 from tests.support.person import Person
-from tests.support.rp import authlib_client, verify_id_token
+from tests.support.rp import App
 from tests.support.server import DEMO_SECRET_HASH, default_clients
 
 PAIRWISE_APPS = [
@@ -16,12 +16,10 @@ PAIRWISE_APPS = [
 
 
 def sub_seen_by(server, person, client_id, redirect_uri) -> str:
-    app = authlib_client(server.issuer, client_id, "demo-secret", redirect_uri)
-    url, _ = app.create_authorization_url(server.url("/authorize"), code_verifier="s" * 43)
-    token = app.fetch_token(server.url("/token"), authorization_response=person.sign_in(url).url,
-                            code_verifier="s" * 43)
-    sub = verify_id_token(server.issuer, token["id_token"], client_id)["sub"]
-    assert app.get(server.url("/userinfo")).json()["sub"] == sub
+    app = App(server.issuer, client_id, redirect_uri)
+    tokens = app.sign_in(person)
+    sub = app.id_token_claims(tokens)["sub"]
+    assert app.userinfo(tokens["access_token"]).json()["sub"] == sub
     return sub
 
 
@@ -49,13 +47,8 @@ def test_a_native_app_returning_through_its_own_uri_scheme_gets_a_pairwise_sub(m
     server = make_server(clients=default_clients() + [native])
 
     def sub_on_the_phone(person) -> str:
-        app = authlib_client(server.issuer, "clinic-phone", None, "th.ac.example.clinic:/oauth2redirect",
-                             auth_method="none")
-        url, _ = app.create_authorization_url(server.url("/authorize"), code_verifier="n" * 43)
-        arrival = person.sign_in(url)
-        assert arrival.url.startswith("th.ac.example.clinic:/oauth2redirect?code="), arrival
-        token = app.fetch_token(server.url("/token"), authorization_response=arrival.url, code_verifier="n" * 43)
-        return verify_id_token(server.issuer, token["id_token"], "clinic-phone")["sub"]
+        app = App(server.issuer, "clinic-phone", "th.ac.example.clinic:/oauth2redirect", secret=None, auth="none")
+        return app.id_token_claims(app.sign_in(person))["sub"]
 
     person = Person(server.issuer)
     first = sub_on_the_phone(person)

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-import httpx
 import pytest
 
-from tests.support.databases import in_ci
+from tests.support.peers import require_peer
 from tests.support.person import Arrival, Person
-from tests.support.rp import authlib_client, verify_id_token
+from tests.support.rp import App, assert_error, verify_id_token
 from tests.support.server import OpProxyServer, default_clients, free_port, write_config
 from tests.support.upstream import Upstream, node_available, psu_config
 
@@ -19,11 +18,8 @@ PSU_SECRET = "psu-client-secret-" + "y" * 32
 
 @pytest.fixture
 def world(tmp_path):
-    if not node_available():
-        reason = "Node.js with tests/peers/node_modules (run `make peers`) is needed for the upstream"
-        if in_ci():
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require_peer("Node.js", node_available() is not None,
+                 "Node.js with tests/peers/node_modules (run `make peers`) is needed for the upstream")
     op_port = free_port()
     issuer = f"http://127.0.0.1:{op_port}"
     psu = Upstream(psu_config(free_port(), "op-proxy", PSU_SECRET, issuer + "/callback/psu", refresh_tokens=True,
@@ -43,41 +39,31 @@ client_secret_env = "PSU_SECRET"
     psu.stop()
 
 
-def signed_in_app(server, person):
-    app = authlib_client(server.issuer, "demo", "demo-secret", "http://127.0.0.1:5000/callback")
-    url, _ = app.create_authorization_url(server.url("/authorize"), code_verifier="r" * 43, idp_hint="psu")
-    token = app.fetch_token(server.url("/token"), authorization_response=person.sign_in(url).url,
-                            code_verifier="r" * 43)
-    return app, token
-
-
-def refresh(server, refresh_token):
-    return httpx.post(server.url("/token"), auth=("demo", "demo-secret"),
-                      data={"grant_type": "refresh_token", "refresh_token": refresh_token})
+def signed_in_app(server, person) -> tuple[App, dict]:
+    """The person signs in to the demo app through PSU Passport."""
+    app = App(server.issuer, scope="openid profile email")
+    return app, app.sign_in(person, idp_hint="psu")
 
 
 def test_an_apps_refresh_follows_the_upstream_session(world):
     server, psu, person = world
-    _app, token = signed_in_app(server, person)
-    refreshed = refresh(server, token["refresh_token"])
+    app, token = signed_in_app(server, person)
+    refreshed = app.refresh(token["refresh_token"])
     assert refreshed.status_code == 200
     assert verify_id_token(server.issuer, refreshed.json()["id_token"], "demo")["name"] == "สมชาย ใจดี"
 
     psu.stop()  # the upstream is down: a temporary failure, not a sign-out
-    down = refresh(server, refreshed.json()["refresh_token"])
-    assert down.status_code == 503 and down.json()["error"] == "temporarily_unavailable"
+    assert_error(app.refresh(refreshed.json()["refresh_token"]), "temporarily_unavailable", status=503)
 
     psu.start()  # back, but it forgot every session it had (oidc-provider keeps them in memory)
-    forgotten = refresh(server, refreshed.json()["refresh_token"])
-    assert forgotten.status_code == 400 and forgotten.json()["error"] == "invalid_grant"
-    userinfo = httpx.get(server.url("/userinfo"),
-                         headers={"Authorization": f"Bearer {refreshed.json()['access_token']}"})
+    assert_error(app.refresh(refreshed.json()["refresh_token"]), "invalid_grant")
+    userinfo = app.userinfo(refreshed.json()["access_token"])
     assert userinfo.status_code == 401  # the whole grant ended with the upstream session
 
 
 def test_signing_out_signs_out_at_the_upstream_too_and_returns_to_the_app(world):
     server, psu, person = world
-    _app, token = signed_in_app(server, person)
+    app, token = signed_in_app(server, person)
 
     arrival = person.visit(server.url("/logout?" + urlencode(dict(
         id_token_hint=token["id_token"], post_logout_redirect_uri="http://127.0.0.1:5000/", state="bye"))))
@@ -87,10 +73,7 @@ def test_signing_out_signs_out_at_the_upstream_too_and_returns_to_the_app(world)
 
     assert arrival.url.startswith("http://127.0.0.1:5000/?") and arrival.params["state"] == "bye"
     assert any(page.url.startswith(psu.issuer + "/session/end") for page in person.pages)
-    again = person.visit(server.url("/authorize?" + urlencode(dict(
-        client_id="demo", redirect_uri="http://127.0.0.1:5000/callback", response_type="code", scope="openid",
-        prompt="none", code_challenge="x" * 43, code_challenge_method="S256"))))
-    assert again.params["error"] == "login_required"
+    app.assert_error_back(person.visit(app.authorization_url(prompt="none")), "login_required")
 
 
 def test_a_forged_logout_continuation_goes_nowhere(world):

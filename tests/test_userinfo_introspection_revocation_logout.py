@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import secrets
 import time
 from urllib.parse import urlencode
 
@@ -15,107 +14,14 @@ import pytest
 from authlib.jose import JsonWebKey
 from authlib.jose import jwt as authlib_jwt
 from jwcrypto import jwk
-from jwcrypto import jwt as jwcrypto_jwt
 
 from op_proxy.config import load_settings
 from tests.support.person import Arrival, Page, Person
-from tests.support.rp import discovery, verify_id_token
+from tests.support.rp import App, KeyedApp, assert_error, discovery, verify_id_token
 from tests.support.server import DEMO_PROFILE, DEMO_SECRET_HASH, ROOT, default_clients
 
-JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+PROFILE_AND_EMAIL = "openid profile email"
 DEMO_HOME = "http://127.0.0.1:5000/"
-
-
-# -- an application's backend, talking to op-proxy -----------------------------------------------------
-
-def pkce_pair() -> tuple[str, str]:
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    return verifier, challenge
-
-
-class App:
-    """A confidential client with a secret (client_secret_basic)."""
-
-    def __init__(self, issuer: str, client_id: str = "demo", redirect_uri: str = "http://127.0.0.1:5000/callback",
-                 secret: str = "demo-secret"):
-        self.issuer, self.client_id, self.redirect_uri, self.secret = issuer, client_id, redirect_uri, secret
-        self.metadata = discovery(issuer)
-
-    # how the app authenticates at the token, introspection and revocation endpoints
-    def credentials(self) -> tuple[dict, tuple | None]:
-        return {}, (self.client_id, self.secret)
-
-    def post(self, endpoint: str, data: dict, credentials: tuple[dict, tuple | None] | None = None) -> httpx.Response:
-        fields, basic = credentials if credentials is not None else self.credentials()
-        return httpx.post(self.metadata[endpoint], data={**data, **fields}, auth=basic, timeout=15)
-
-    def authorization_url(self, scope: str = "openid profile email", **extra) -> tuple[str, str, str]:
-        verifier, challenge = pkce_pair()
-        state = secrets.token_urlsafe(12)
-        query = {"response_type": "code", "client_id": self.client_id, "redirect_uri": self.redirect_uri,
-                 "scope": scope, "state": state, "code_challenge": challenge, "code_challenge_method": "S256",
-                 **extra}
-        return self.metadata["authorization_endpoint"] + "?" + urlencode(query), state, verifier
-
-    def sign_in(self, person: Person, scope: str = "openid profile email") -> dict:
-        """The person signs in at op-proxy; the app exchanges the code. Returns the token response."""
-        url, state, verifier = self.authorization_url(scope)
-        arrival = person.sign_in(url)
-        assert isinstance(arrival, Arrival) and arrival.params["state"] == state, arrival
-        response = self.exchange(arrival.params["code"], verifier)
-        assert response.status_code == 200, response.text
-        return response.json()
-
-    def exchange(self, code: str, verifier: str, credentials=None) -> httpx.Response:
-        return self.post("token_endpoint", {"grant_type": "authorization_code", "code": code,
-                                            "redirect_uri": self.redirect_uri, "code_verifier": verifier},
-                         credentials)
-
-    def refresh(self, refresh_token: str, credentials=None) -> httpx.Response:
-        return self.post("token_endpoint", {"grant_type": "refresh_token", "refresh_token": refresh_token},
-                         credentials)
-
-    def introspect(self, token: str, hint: str | None = None) -> dict:
-        response = self.post("introspection_endpoint", {"token": token, **({"token_type_hint": hint} if hint else {})})
-        assert response.status_code == 200, response.text
-        return response.json()
-
-    def revoke(self, token: str, hint: str | None = None) -> httpx.Response:
-        return self.post("revocation_endpoint", {"token": token, **({"token_type_hint": hint} if hint else {})})
-
-    def silent_sign_in(self, person: Person) -> Arrival:
-        """prompt=none: is the person still signed in at op-proxy?"""
-        url, state, _verifier = self.authorization_url(prompt="none")
-        arrival = person.visit(url)
-        assert isinstance(arrival, Arrival) and arrival.params["state"] == state, arrival
-        return arrival
-
-
-class KeyedApp(App):
-    """A client that authenticates with a JWT signed by its own private key (private_key_jwt)."""
-
-    def __init__(self, issuer: str, key: jwk.JWK, client_id: str = "keyed-app",
-                 redirect_uri: str = "http://127.0.0.1:5004/callback"):
-        super().__init__(issuer, client_id, redirect_uri, secret=None)
-        self.key = key
-
-    def assertion(self, *, key: jwk.JWK | None = None, jti: str | None = None) -> str:
-        now = int(time.time())
-        signing_key = key or self.key
-        token = jwcrypto_jwt.JWT(
-            header={"alg": "RS256", "kid": self.key.key_id, "typ": "JWT"},
-            claims={"iss": self.client_id, "sub": self.client_id, "aud": self.metadata["token_endpoint"],
-                    "jti": jti or secrets.token_urlsafe(16), "iat": now, "exp": now + 120})
-        token.make_signed_token(signing_key)
-        return token.serialize()
-
-    def credentials_with(self, assertion: str) -> tuple[dict, None]:
-        return {"client_id": self.client_id, "client_assertion_type": JWT_BEARER,
-                "client_assertion": assertion}, None
-
-    def credentials(self) -> tuple[dict, None]:
-        return self.credentials_with(self.assertion())
 
 
 def userinfo(issuer: str, access_token: str, *, in_body: bool = False) -> httpx.Response:
@@ -134,12 +40,12 @@ def with_flipped_signature_char(token: str) -> str:
 
 @pytest.fixture
 def app(server) -> App:
-    return App(server.issuer)
+    return App(server.issuer, scope=PROFILE_AND_EMAIL)
 
 
 @pytest.fixture
 def second_app(server) -> App:
-    return App(server.issuer, "second-app", "http://127.0.0.1:5002/callback")
+    return App(server.issuer, "second-app", "http://127.0.0.1:5002/callback", scope=PROFILE_AND_EMAIL)
 
 
 # -- discovery -----------------------------------------------------------------------------------------
@@ -337,8 +243,7 @@ def test_introspection_and_revocation_need_client_authentication(server, person,
 
     response = httpx.post(discovery(server.issuer)[endpoint], data={"token": tokens["access_token"]})
 
-    assert response.status_code == 401
-    assert response.json()["error"] == "invalid_client"
+    assert_error(response, "invalid_client", status=401)
     assert app.introspect(tokens["access_token"])["active"] is True
 
 
@@ -360,8 +265,7 @@ def test_revoking_the_refresh_token_ends_the_whole_grant(server, person, app):
     response = app.revoke(tokens["refresh_token"], hint="refresh_token")
 
     assert response.status_code == 200
-    refreshed = app.refresh(tokens["refresh_token"])
-    assert refreshed.status_code == 400 and refreshed.json()["error"] == "invalid_grant"
+    assert_error(app.refresh(tokens["refresh_token"]), "invalid_grant")
     assert userinfo(server.issuer, tokens["access_token"]).status_code == 401  # RFC 7009 §2.1
     assert app.introspect(tokens["access_token"]) == {"active": False}
 
@@ -378,7 +282,7 @@ OPAQUE_APP = {"client_id": "opaque-app", "name": "Introspects its tokens", "clie
 
 def test_a_client_that_asked_for_opaque_access_tokens_gets_ones_that_work_until_revoked(make_server):
     server = make_server(clients=default_clients() + [OPAQUE_APP])
-    app = App(server.issuer, "opaque-app", "http://127.0.0.1:5006/callback")
+    app = App(server.issuer, "opaque-app", "http://127.0.0.1:5006/callback", scope=PROFILE_AND_EMAIL)
     person = Person(server.issuer)
     try:
         tokens = app.sign_in(person)
@@ -433,24 +337,22 @@ def keyed_server(make_server, client_key):
 
 @pytest.fixture
 def keyed_app(keyed_server, client_key) -> KeyedApp:
-    return KeyedApp(keyed_server.issuer, client_key)
+    return KeyedApp(keyed_server.issuer, "keyed-app", "http://127.0.0.1:5004/callback", key=client_key,
+                    scope=PROFILE_AND_EMAIL)
 
 
-def keyed_code(server, app: KeyedApp) -> tuple[str, str]:
+def keyed_code(server, app: KeyedApp) -> str:
     person = Person(server.issuer)
     try:
-        url, state, verifier = app.authorization_url()
-        arrival = person.sign_in(url)
+        return app.code_for(person)
     finally:
         person.close()
-    assert isinstance(arrival, Arrival) and arrival.params["state"] == state
-    return arrival.params["code"], verifier
 
 
 def test_a_client_with_its_own_key_signs_in_with_a_signed_assertion(keyed_server, keyed_app):
-    code, verifier = keyed_code(keyed_server, keyed_app)
+    code = keyed_code(keyed_server, keyed_app)
 
-    response = keyed_app.exchange(code, verifier)
+    response = keyed_app.exchange(code)
 
     assert response.status_code == 200, response.text
     tokens = response.json()
@@ -460,27 +362,25 @@ def test_a_client_with_its_own_key_signs_in_with_a_signed_assertion(keyed_server
 
 
 def test_a_replayed_client_assertion_is_refused(keyed_server, keyed_app):
-    code, verifier = keyed_code(keyed_server, keyed_app)
+    code = keyed_code(keyed_server, keyed_app)
     assertion = keyed_app.assertion()
-    first = keyed_app.exchange(code, verifier, keyed_app.credentials_with(assertion))
+    first = keyed_app.exchange(code, client_assertion=assertion)
     assert first.status_code == 200, first.text
 
-    replayed = keyed_app.refresh(first.json()["refresh_token"], keyed_app.credentials_with(assertion))
+    replayed = keyed_app.refresh(first.json()["refresh_token"], client_assertion=assertion)
 
-    assert replayed.status_code == 401
-    assert replayed.json()["error"] == "invalid_client"
+    assert_error(replayed, "invalid_client", status=401)
     assert keyed_app.refresh(first.json()["refresh_token"]).status_code == 200  # a fresh assertion works
 
 
 def test_an_assertion_signed_with_another_key_is_refused(keyed_server, keyed_app):
-    code, verifier = keyed_code(keyed_server, keyed_app)
+    code = keyed_code(keyed_server, keyed_app)
     impostor_key = jwk.JWK.generate(kty="RSA", size=2048)
 
-    forged = keyed_app.exchange(code, verifier, keyed_app.credentials_with(keyed_app.assertion(key=impostor_key)))
+    forged = keyed_app.exchange(code, client_assertion=keyed_app.assertion(key=impostor_key))
 
-    assert forged.status_code == 401
-    assert forged.json()["error"] == "invalid_client"
-    assert keyed_app.exchange(code, verifier).status_code == 200  # the code was not spent by the impostor
+    assert_error(forged, "invalid_client", status=401)
+    assert keyed_app.exchange(code).status_code == 200  # the code was not spent by the impostor
 
 
 # -- RP-initiated logout ------------------------------------------------------------------------------------
@@ -498,8 +398,7 @@ def test_the_app_signs_the_person_out_and_gets_them_back_with_its_state(server, 
     assert isinstance(arrival, Arrival), "the person saw a page instead of going back to the app"
     assert arrival.url.startswith(DEMO_HOME + "?") and arrival.params["state"] == "bye-123"
     assert app.silent_sign_in(person).params["error"] == "login_required"
-    refreshed = app.refresh(tokens["refresh_token"])
-    assert refreshed.status_code == 400 and refreshed.json()["error"] == "invalid_grant"
+    assert_error(app.refresh(tokens["refresh_token"]), "invalid_grant")
     assert app.introspect(tokens["refresh_token"], hint="refresh_token") == {"active": False}
 
 
@@ -561,7 +460,6 @@ def test_an_access_token_is_no_id_token_hint_for_signing_someone_out(server, per
 def test_an_access_token_is_no_id_token_hint_at_the_authorization_endpoint(server, person, app):
     tokens = app.sign_in(person)
 
-    url, state, _verifier = app.authorization_url(id_token_hint=tokens["access_token"], prompt="none")
-    arrival = person.visit(url)
+    arrival = person.visit(app.authorization_url(id_token_hint=tokens["access_token"], prompt="none"))
 
-    assert arrival.params["error"] == "invalid_request" and arrival.params["state"] == state
+    app.assert_error_back(arrival, "invalid_request")

@@ -5,16 +5,12 @@ from __future__ import annotations
 import os
 import secrets
 
-import pytest
+from tests.support.peers import require_peer
 
 MARIADB_HOST = os.environ.get("OP_PROXY_TEST_MARIADB_HOST", "127.0.0.1")
 MARIADB_PORT = int(os.environ.get("OP_PROXY_TEST_MARIADB_PORT", "3306"))
 MARIADB_USER = os.environ.get("OP_PROXY_TEST_MARIADB_USER", "root")
 MARIADB_PASSWORD = os.environ.get("OP_PROXY_TEST_MARIADB_PASSWORD", "")
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() == "true"
 
 
 def _connect(database: str | None = None):
@@ -29,10 +25,7 @@ def mariadb_or_skip():
     try:
         return _connect()
     except Exception as exc:  # noqa: BLE001 - any failure to connect means "not here"
-        reason = f"MariaDB is not reachable at {MARIADB_HOST}:{MARIADB_PORT} as {MARIADB_USER}: {exc}"
-        if in_ci():
-            pytest.fail(reason + " (CI=true requires it)")
-        pytest.skip(reason)
+        require_peer("MariaDB", False, f"not reachable at {MARIADB_HOST}:{MARIADB_PORT} as {MARIADB_USER}: {exc}")
 
 
 class MariaDbDatabase:

@@ -9,25 +9,18 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 
-from tests.support.databases import in_ci
+from tests.support.peers import require_peer
 from tests.support.processes import terminate
 from tests.support.server import ROOT
 
 EXAMPLES = ROOT / "examples" / "clients"
 
 
-def skip_or_fail(reason: str):
-    if in_ci():
-        pytest.fail(reason + " (CI=true requires it)")
-    pytest.skip(reason)
-
-
 def npm_ci(folder: Path) -> None:
     """``npm ci`` in an example's folder, as its README says, unless its node_modules is up to date."""
-    if not shutil.which("node") or not shutil.which("npm"):
-        skip_or_fail("Node.js and npm are needed for the Node example (Debian: apt-get install nodejs npm)")
+    require_peer("Node.js and npm", bool(shutil.which("node") and shutil.which("npm")),
+                 "needed for the Node example (Debian: apt-get install nodejs npm)")
     installed = folder / "node_modules" / ".package-lock.json"
     if installed.exists() and installed.stat().st_mtime >= (folder / "package-lock.json").stat().st_mtime:
         return

@@ -9,9 +9,8 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 
-from tests.support.databases import in_ci
+from tests.support.peers import require_peer
 from tests.support.processes import terminate
 from tests.support.server import free_port
 
@@ -44,10 +43,7 @@ http {{
 
 def nginx_or_skip() -> str:
     nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
-    if nginx is None:
-        if in_ci():
-            pytest.fail("nginx is not installed (CI=true requires it)")
-        pytest.skip("nginx is not installed")
+    require_peer("nginx", nginx is not None, "not installed (Debian package nginx)")
     return nginx
 
 

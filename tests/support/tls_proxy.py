@@ -19,9 +19,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
-
-from tests.support.databases import in_ci
+from tests.support.peers import require_peer
 from tests.support.processes import terminate
 from tests.support.server import ROOT
 
@@ -31,11 +29,7 @@ EXAMPLE_NGINX_CONF = ROOT / "examples" / "deploy" / "nginx.conf"
 def nginx_or_skip() -> str:
     """The nginx binary (Debian's ``nginx`` package), or a skip saying why (a failure under CI=true)."""
     found = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
-    if found is None:
-        reason = "nginx is not installed (Debian package nginx)"
-        if in_ci():
-            pytest.fail(reason + " (CI=true requires it)")
-        pytest.skip(reason)
+    require_peer("nginx", found is not None, "not installed (Debian package nginx)")
     return found
 
 
