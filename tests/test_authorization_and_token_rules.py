@@ -442,6 +442,21 @@ def test_a_refresh_cannot_widen_the_scope(server, person, demo):
     assert_error(response, "invalid_scope")
 
 
+def test_a_refresh_that_repeats_the_original_request_scope_is_answered(server, person, demo):
+    # Authlib and others send the scope they first asked for with every refresh. A value op-proxy
+    # never grants (offline_access: refresh tokens come anyway) was dropped at /authorize as RFC 6749
+    # §3.3 allows; repeating it must not turn the refresh into an error.
+    tokens = demo.sign_in(person, scope="openid profile offline_access")
+    assert tokens["scope"] == "openid profile"
+
+    response = demo.refresh(tokens["refresh_token"], scope="openid profile offline_access")
+
+    assert response.status_code == 200, response.text
+    assert response.json()["scope"] == "openid profile"
+    assert_error(demo.refresh(response.json()["refresh_token"], scope="openid email offline_access"),
+                 "invalid_scope")  # a scope op-proxy grants, not granted here, is still a widening
+
+
 def test_a_refused_wider_scope_refresh_leaves_the_refresh_token_usable(server, person, demo):
     refresh_token = demo.sign_in(person, scope="openid profile")["refresh_token"]
     assert_error(demo.refresh(refresh_token, scope="openid profile email"), "invalid_scope")

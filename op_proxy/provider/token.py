@@ -8,6 +8,7 @@ import time
 from quart import Blueprint, request
 
 from op_proxy import audit
+from op_proxy.claims.release import SCOPE_CLAIMS
 from op_proxy.clients.authentication import authenticate_client
 from op_proxy.errors import InvalidGrant, InvalidRequest, InvalidScope, UnsupportedGrantType
 from op_proxy.provider.pkce import verifier_matches
@@ -107,10 +108,14 @@ async def authorization_code_grant(svc: Services, client: Client, form) -> dict:
 # -- refresh_token (RFC 6749 §6), rotated on every use ------------------------------------------------
 
 def narrowed_scope(grant: Grant, requested: str | None) -> str:
-    """RFC 6749 §6: a refresh may ask for less than was granted, never more."""
+    """RFC 6749 §6: a refresh may ask for less than was granted, never more. Values op-proxy never
+    grants (``offline_access``: refresh tokens come anyway; an API scope) were dropped at /authorize
+    (RFC 6749 §3.3) and are dropped again: clients repeat the scope they first asked for."""
     if not requested:
         return grant.scope
-    narrowed = requested.split()
+    narrowed = [s for s in requested.split() if s in SCOPE_CLAIMS]
+    if not narrowed:
+        return grant.scope  # nothing op-proxy grants was named: as if the scope were omitted
     if not set(narrowed) <= set(grant.scope.split()):
         raise InvalidScope("a refresh cannot widen the granted scope")
     return " ".join(s for s in grant.scope.split() if s in narrowed)
