@@ -15,9 +15,9 @@ from op_proxy.i18n import gettext as _
 from op_proxy.security import constant_time_equals, hash_secret, random_token, token_digest, verify_secret
 from op_proxy.services import services
 from op_proxy.signin import flow
-from op_proxy.signin.sessions import account_by_sub
+from op_proxy.signin.pending import AdminSignIn
 from op_proxy.storage.models import Admin, AdminSession
-from op_proxy.web import client_ip, render_page, set_cookie
+from op_proxy.web import client_ip, render_page
 
 COOKIE = "op_admin"
 LOGIN_CSRF_COOKIE = "op_admin_login"
@@ -132,13 +132,13 @@ SSO_PREFIX = "sso:"
 
 
 @flow.front_door("admin")
-async def finish_admin_sign_in(svc, pending, login_id: str, sso):
+async def finish_admin_sign_in(svc, pending, signed_in):
     """Signed in through op-proxy itself: an admin (or viewer) if a configured group says so. The admin
     row is keyed on the person's account (one per upstream and upstream subject), never on a display
     claim such as a username two people could share."""
-    if not await flow.mark_finished(svc, login_id):
+    if not await flow.finish(svc, pending, signed_in):
         return redirect("/admin/", 303)
-    account = await account_by_sub(svc.db, sso.sub)
+    sso, account = signed_in.session, signed_in.account
     role = sso_role(svc, sso.upstream, account.profile.get("groups"))
     shown = f"{sso.upstream}:{account.profile.get('username') or account.profile.get('email') or sso.sub}"
     username = SSO_PREFIX + sso.sub
@@ -175,13 +175,7 @@ def attach(bp) -> None:
     @bp.route("/login/sso")
     async def login_through_op_proxy():
         svc = services()
-        browser, new_browser = flow.browser_id()
-        login_id = await flow.begin(svc, front="admin", client_id="(admin panel)", browser=browser,
-                                    params={"ui_locales": request.args.get("lang")})
-        response = redirect(f"/login/{login_id}", 303)
-        if new_browser:
-            set_cookie(response, flow.BROWSER_COOKIE, browser)
-        return response
+        return await flow.start(svc, AdminSignIn(ui_locales=request.args.get("lang")))
 
     @bp.route("/login", methods=["GET", "POST"])
     async def login():

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import httpx
-from quart import g, redirect, request
-from sqlalchemy import select, update
+from quart import g, redirect
+from sqlalchemy import select
 
 from admin import formatting
 from admin.auth import admin_page
@@ -18,16 +18,16 @@ from op_proxy import i18n
 from op_proxy.errors import PageError
 from op_proxy.i18n import N_
 from op_proxy.i18n import gettext as _
-from op_proxy.security import token_digest
 from op_proxy.services import Services, services
 from op_proxy.signin import flow
+from op_proxy.signin.pending import ADMIN_TEST, AdminTestSignIn, PendingSignIn, TestResult
 from op_proxy.signin.sessions import account_by_sub, end_session
-from op_proxy.storage.models import AuditEvent, PendingLogin
-from op_proxy.web import render_page, set_cookie
+from op_proxy.storage.models import AuditEvent
+from op_proxy.web import render_page
 
 PROBE_TIMEOUT = 3.0  # seconds: a health page must answer even when every upstream is down
-TEST_FRONT_DOOR = "admin_test"
-TEST_CLIENT_ID = "(admin test)"  # no such application: every upstream is allowed
+TEST_FRONT_DOOR = AdminTestSignIn.front_door
+TEST_CLIENT_ID = ADMIN_TEST  # no such application: every upstream is allowed
 
 KIND_LABELS = {
     "local": N_("Built-in password list"),
@@ -154,23 +154,21 @@ def masked_profile(profile: dict) -> dict:
 
 
 @flow.front_door(TEST_FRONT_DOOR)
-async def finish_admin_test(svc: Services, pending: PendingLogin, login_id: str, sso):
+async def finish_admin_test(svc: Services, pending: PendingSignIn, signed_in):
     """The test sign-in worked: remember who came back, end the test session (the admin's browser
     must not stay signed in as the person tested), then on to the admin result page."""
-    if not await flow.mark_finished(svc, login_id):
+    sso = signed_in.session
+    result = TestResult(sub=sso.sub, upstream=sso.upstream, acr=sso.acr, amr=sso.amr, at=sso.auth_time)
+    if not await flow.finish(svc, pending, signed_in, amended=replace(pending.request, result=result)):
         raise PageError(_("Sign-in already finished"), _("This test sign-in has already been completed."))
-    result = {"sub": sso.sub, "upstream": sso.upstream, "acr": sso.acr, "amr": sso.amr, "at": sso.auth_time}
-    async with svc.db.transaction() as session:
-        await session.execute(update(PendingLogin).where(PendingLogin.id_digest == token_digest(login_id))
-                              .values(params={**pending.params, "result": result}))
     await end_session(svc.db, sso, reason="admin_test")
-    return redirect(f"/admin/upstreams/{pending.params['upstream']}/test/{login_id}", 303)
+    return redirect(f"/admin/upstreams/{pending.request.upstream}/test/{pending.id}", 303)
 
 
-async def test_result_page(svc: Services, connector, *, pending: PendingLogin | None, failure: str | None = None,
+async def test_result_page(svc: Services, connector, *, pending: PendingSignIn | None, failure: str | None = None,
                            status: int = 200):
-    result = (pending.params.get("result") if pending else None) or None
-    account = await account_by_sub(svc.db, result["sub"]) if result else None
+    result = pending.request.result if pending else None
+    account = await account_by_sub(svc.db, result.sub) if result else None
     failure_event = None
     if pending is not None and result is None and failure is None:
         async with svc.db.session() as session:
@@ -214,26 +212,18 @@ def attach(bp) -> None:
                 message = _("Its discovery document could not be fetched (%(detail)s).",
                             detail=discovery.detail or discovery.state)
                 return await test_result_page(svc, connector, pending=None, failure=message, status=502)
-        browser, new_browser = flow.browser_id()
-        login_id = await flow.begin(svc, front=TEST_FRONT_DOOR, client_id=TEST_CLIENT_ID, browser=browser,
-                                    params={"idp_hint": name, "upstream": name, "admin": g.admin.username,
-                                            "ui_locales": i18n.current_locale()})
-        response = redirect(f"/login/{login_id}", 303)
-        if new_browser:
-            set_cookie(response, flow.BROWSER_COOKIE, browser)
-        return response
+        return await flow.start(svc, AdminTestSignIn(upstream=name, idp_hint=name, admin=g.admin.username,
+                                                     ui_locales=i18n.current_locale()))
 
     @bp.route("/upstreams/<name>/test/<login_id>")
     @admin_page()
     async def upstream_test_result(name: str, login_id: str):
         svc = services()
         connector = connector_or_404(svc, name)
-        async with svc.db.session() as session:
-            pending = await session.get(PendingLogin, token_digest(login_id))
-        browser = request.cookies.get(flow.BROWSER_COOKIE)
-        if (pending is None or pending.params.get("front_door") != TEST_FRONT_DOOR
-                or pending.params.get("upstream") != name or pending.params.get("admin") != g.admin.username
-                or browser is None or token_digest(browser) != pending.browser_digest):
+        pending = await flow.find(svc, login_id)
+        if (pending is None or not isinstance(pending.request, AdminTestSignIn)
+                or pending.request.upstream != name or pending.request.admin != g.admin.username
+                or not flow.belongs_to_this_browser(pending)):
             raise PageError(_("Test sign-in not found"),
                             _("This test sign-in was not started by you in this browser. Start a new one."), 404)
         return await test_result_page(svc, connector, pending=pending)

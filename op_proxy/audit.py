@@ -10,12 +10,15 @@ from __future__ import annotations
 import logging
 import time
 
+from sqlalchemy import insert
+
 from op_proxy.logs import current_request_id
 from op_proxy.masking import loggable, mask_ids
 from op_proxy.operations import count_event
 from op_proxy.storage.models import AuditEvent
 
 log = logging.getLogger("op_proxy.audit")
+INSERT = insert(AuditEvent.__table__)
 
 
 def entry(event: str, *, outcome: str = "success", client_id: str | None = None, sub: str | None = None,
@@ -42,6 +45,10 @@ async def record(db, event: str, *, outcome: str = "success", client_id: str | N
                  sub: str | None = None, upstream: str | None = None, ip: str | None = None,
                  **detail) -> None:
     values = entry(event, outcome=outcome, client_id=client_id, sub=sub, upstream=upstream, ip=ip, **detail)
-    async with db.transaction() as session:
-        session.add(AuditEvent(**values))
+
+    def operation(connection):
+        with db.writing(connection):
+            connection.execute(INSERT, values)
+
+    await db.run(operation)
     announce(values)

@@ -10,19 +10,21 @@ from quart import Blueprint, redirect, request
 from sqlalchemy import select
 
 from op_proxy import audit
+from op_proxy.clients.registry import find_client
 from op_proxy.errors import PageError
 from op_proxy.i18n import gettext as _
 from op_proxy.legacy import query_token
 from op_proxy.legacy.php_session import PhpSessionStore, new_session_id, store_errors
 from op_proxy.legacy.users import find_or_create_user, user_info
-from op_proxy.provider.finish import ask_user_handler
 from op_proxy.security import constant_time_equals, decrypt, token_digest
 from op_proxy.services import Services, services
 from op_proxy.signin import flow
-from op_proxy.signin.sessions import SESSION_COOKIE, account_by_sub, current_session, end_session
-from op_proxy.signin.user_handler import normalized_user
-from op_proxy.storage.models import Client, PendingLogin, SsoSession
-from op_proxy.web import NO_STORE, client_ip, render_page, set_cookie, url_with
+from op_proxy.signin.flow import SignedIn
+from op_proxy.signin.pending import LegacyRequest, PendingSignIn
+from op_proxy.signin.sessions import SESSION_COOKIE, current_session, end_session
+from op_proxy.signin.user_handler import app_user_for, normalized_user
+from op_proxy.storage.models import Client
+from op_proxy.web import NO_STORE, client_ip, render_page, url_with
 
 blueprint = Blueprint("legacy", __name__)
 logger = logging.getLogger(__name__)
@@ -52,35 +54,27 @@ async def login():
         raise PageError(_("Invalid return address"),
                         _("The application asked to return you to an address it has not registered. "
                           "Contact its administrator."), 400, detail="invalid_redirect_uri")
-    browser, new_browser = flow.browser_id()
-    login_id = await flow.begin(svc, front="legacy", client_id=client.client_id, browser=browser,
-                                params={"redirect_uri": redirect_uri, "state": request.args.get("state"),
-                                        "ui_locales": request.args.get("ui_locales")})
-    sso = await current_session(svc.db)
-    if sso is not None and (not client.allowed_upstreams or sso.upstream in client.allowed_upstreams):
-        response = await flow.resume(svc, await flow.load(svc, login_id, browser), login_id, sso)
-    else:
-        response = redirect(f"/login/{login_id}", 303)
-    if new_browser:
-        set_cookie(response, flow.BROWSER_COOKIE, browser)
-    return response
+    sign_in = LegacyRequest(client_id=client.client_id, redirect_uri=redirect_uri, state=request.args.get("state"),
+                            ui_locales=request.args.get("ui_locales"))
+    signed_in = await flow.current_sign_in(svc)
+    accepted = signed_in is not None and (not client.allowed_upstreams
+                                          or signed_in.session.upstream in client.allowed_upstreams)
+    return await flow.start(svc, sign_in, signed_in=signed_in if accepted else None)
 
 
 @flow.front_door("legacy")
-async def finish_legacy(svc: Services, pending: PendingLogin, login_id: str, sso: SsoSession):
-    async with svc.db.session() as session:
-        client = await session.get(Client, pending.client_id)
-    if client is None or not client.enabled:
+async def finish_legacy(svc: Services, pending: PendingSignIn, signed_in: SignedIn):
+    client = await find_client(svc.db, pending.client_id)
+    if client is None:
         raise PageError(_("Unknown application"), _("This application has been removed or disabled."))
-    account = await account_by_sub(svc.db, sso.sub)
-    app_user = await ask_user_handler(svc, client, sso, ["openid", "profile", "email", "org", "groups"])
-    if not await flow.mark_finished(svc, login_id):
+    app_user = await app_user_for(svc, client, signed_in, ["openid", "profile", "email", "org", "groups"])
+    if not await flow.finish(svc, pending, signed_in):
         raise PageError(_("Sign-in already finished"),
                         _("This sign-in has already been completed. Go back to the application."))
-    params = pending.params
+    sso, profile = signed_in.session, signed_in.account.profile
     if client.mode == "query_token":
-        return await hand_back_token(svc, client, sso, account.profile, app_user or {}, params)
-    return await hand_back_php_session(svc, client, sso, account.profile, app_user or {}, params)
+        return await hand_back_token(svc, client, sso, profile, app_user or {}, pending.request)
+    return await hand_back_php_session(svc, client, sso, profile, app_user or {}, pending.request)
 
 
 def signing_key(svc: Services, client: Client) -> str:
@@ -92,7 +86,7 @@ def signing_key(svc: Services, client: Client) -> str:
     return decrypt(svc.keyring.data_key(), client.legacy_key)
 
 
-async def hand_back_token(svc, client, sso, profile: dict, app_user: dict, params: dict):
+async def hand_back_token(svc, client, sso, profile: dict, app_user: dict, sign_in: LegacyRequest):
     """``redirect_uri?token=``: a bearer token in a URL, so it is short-lived, for one audience,
     never leaked by Referer, and audited every time (UPSTREAMS.md item 8)."""
     data = {**normalized_user(profile, sso.sub), **app_user}
@@ -100,12 +94,12 @@ async def hand_back_token(svc, client, sso, profile: dict, app_user: dict, param
                                   client_id=client.client_id, data=data, lifetime=client.legacy_token_lifetime)
     await audit.record(svc.db, "legacy_token_issued", client_id=client.client_id, sub=sso.sub,
                        upstream=sso.upstream, ip=client_ip(), jti=jti)
-    response = redirect(url_with(params["redirect_uri"], token=token, state=params.get("state")), 303)
+    response = redirect(url_with(sign_in.redirect_uri, token=token, state=sign_in.state), 303)
     response.headers.update({**NO_STORE, "Referrer-Policy": "no-referrer"})
     return response
 
 
-async def hand_back_php_session(svc, client, sso, profile: dict, app_user: dict, params: dict):
+async def hand_back_php_session(svc, client, sso, profile: dict, app_user: dict, sign_in: LegacyRequest):
     settings = client.php_session
     user, role = await find_or_create_user(svc.db, sso.sub, profile, client.client_id)
     session_id = new_session_id()
@@ -121,7 +115,7 @@ async def hand_back_php_session(svc, client, sso, profile: dict, app_user: dict,
                         500, detail="php_session_unwritable") from None
     await audit.record(svc.db, "legacy_session_created", client_id=client.client_id, sub=sso.sub,
                        upstream=sso.upstream, ip=client_ip(), role=role)
-    response = redirect(params["redirect_uri"], 303)
+    response = redirect(sign_in.redirect_uri, 303)
     response.headers.update(NO_STORE)
     response.set_cookie(settings.get("cookie_name", "PHPSESSID"), session_id, path=settings.get("cookie_path", "/"),
                         domain=settings.get("cookie_domain") or None, httponly=settings.get("cookie_httponly", True),

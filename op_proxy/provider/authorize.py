@@ -11,7 +11,7 @@ import re
 import time
 from dataclasses import dataclass, field
 
-from quart import Blueprint, redirect, request
+from quart import Blueprint, request
 
 from op_proxy.claims.release import grantable_scopes
 from op_proxy.claims.subjects import subject_for
@@ -24,10 +24,10 @@ from op_proxy.provider.finish import expected_subjects
 from op_proxy.provider.pkce import is_valid_pkce_value
 from op_proxy.services import Services, services
 from op_proxy.signin import flow
-from op_proxy.signin.sessions import current_session
+from op_proxy.signin.pending import OidcRequest
 from op_proxy.storage.models import Client
 from op_proxy.tokens.validation import id_token_hint_claims
-from op_proxy.web import set_cookie, use_locale
+from op_proxy.web import use_locale
 
 blueprint = Blueprint("authorize", __name__)
 
@@ -49,19 +49,18 @@ class AuthorizationRequest:
     claims: dict | None = None
     hinted_sub: str | None = None
 
-    def kept(self) -> dict:
-        """What the rest of the flow needs, stored with the pending login."""
+    def sign_in(self) -> OidcRequest:
+        """What the rest of the flow needs, kept with the pending sign-in."""
         a = self.args
-        return {
-            "client_id": self.client.client_id, "redirect_uri": self.redirect_uri,
-            "response_mode": self.response_mode, "state": self.state, "scope": self.scopes,
-            "nonce": a.get("nonce"), "code_challenge": a.get("code_challenge"),
-            "code_challenge_method": a.get("code_challenge_method") if a.get("code_challenge") else None,
-            "prompt": sorted(self.prompt), "max_age": self.max_age, "claims": self.claims,
-            "login_hint": a.get("login_hint"), "ui_locales": a.get("ui_locales"),
-            "idp_hint": a.get("idp_hint") or a.get("kc_idp_hint"),
-            "hinted_sub": self.hinted_sub,
-        }
+        return OidcRequest(
+            client_id=self.client.client_id, redirect_uri=self.redirect_uri,
+            response_mode=self.response_mode, state=self.state, scope=self.scopes,
+            nonce=a.get("nonce"), code_challenge=a.get("code_challenge"),
+            code_challenge_method=a.get("code_challenge_method") if a.get("code_challenge") else None,
+            prompt=sorted(self.prompt), max_age=self.max_age, claims=self.claims,
+            login_hint=a.get("login_hint"), ui_locales=a.get("ui_locales"),
+            idp_hint=a.get("idp_hint") or a.get("kc_idp_hint"), hinted_sub=self.hinted_sub,
+        )
 
 
 # -- checks before the redirect URI is trusted: failures are pages ---------------------------------
@@ -251,21 +250,13 @@ async def authorize():
 
 
 async def start_or_continue_sign_in(svc: Services, req: AuthorizationRequest):
-    browser, new_browser = flow.browser_id()
-    login_id = await flow.begin(svc, front="oidc", client_id=req.client.client_id, params=req.kept(),
-                                browser=browser)
-    sso = await current_session(svc.db)
-    if sso is not None and session_satisfies(svc, sso, req):
-        pending = await flow.load(svc, login_id, browser)
-        response = await flow.resume(svc, pending, login_id, sso)
-    elif "none" in req.prompt:
+    signed_in = await flow.current_sign_in(svc)
+    if signed_in is not None and session_satisfies(svc, signed_in.session, req):
+        return await flow.start(svc, req.sign_in(), signed_in=signed_in)
+    if "none" in req.prompt:
         exc = RedirectableError("login_required", "the person is not signed in")
-        response = await responses.error_to_client(svc, req.redirect_uri, req.response_mode, req.state, exc)
-    else:
-        response = redirect(f"/login/{login_id}", 303)
-    if new_browser:
-        set_cookie(response, flow.BROWSER_COOKIE, browser)
-    return response
+        return await responses.error_to_client(svc, req.redirect_uri, req.response_mode, req.state, exc)
+    return await flow.start(svc, req.sign_in())
 
 
 def session_satisfies(svc: Services, sso, req: AuthorizationRequest) -> bool:

@@ -93,17 +93,17 @@ async def finish_at_callback(svc: Services, upstream: str, params: dict):
         await audit.record(svc.db, "sign_in", outcome="failure", client_id=client_id, upstream=upstream,
                            ip=client_ip(), reason="state_from_another_browser")
         raise flow.problem("another_browser")
-    use_locale(pending.params.get("ui_locales"))
+    use_locale(pending.request.ui_locales)
     if login.upstream != upstream:
         await audit.record(svc.db, "sign_in", outcome="failure", client_id=client_id, upstream=upstream,
                            ip=client_ip(), reason="callback_at_another_upstream", expected=login.upstream)
         raise flow.problem("mixed_up")
-    pending = await flow.load(svc, login.login_id)
+    pending = flow.still_open(pending)
     connector = svc.connectors[upstream]
     try:
         identity = await within_deadline(connector, connector.finish_login(
             params, {"nonce": login.nonce, "code_verifier": login.code_verifier}))
-        return await flow.complete(svc, pending, login.login_id, identity)
+        return await flow.complete(svc, pending, identity)
     except LoginFailed as failure:
         return await upstream_failed(svc, pending, login.login_id, connector, failure)
 

@@ -1,14 +1,21 @@
-"""The pending login: created by a front door, finished by whichever process the person reaches."""
+"""The sign-in flow: begun by a front door (``start``), finished by whichever process the person
+reaches (``complete``), then handed back to the front door as a ``SignedIn``.
+
+Each request runs its storage work as one operation (``Database.run``, SQLAlchemy Core, see
+``op_proxy.storage.sign_ins``): a page reads its pending sign-in once; a password step records the
+account, the SSO session and its audit row in one transaction, and the OIDC front door finishes the
+pending sign-in, issues the code and keeps the answer in a second.
+"""
 
 from __future__ import annotations
 
 import json
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from quart import make_response, redirect, request
-from sqlalchemy import update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from op_proxy import audit
 from op_proxy.errors import PageError
@@ -16,15 +23,45 @@ from op_proxy.i18n import N_
 from op_proxy.i18n import gettext as _
 from op_proxy.security import random_token, seal, token_digest, unseal
 from op_proxy.services import Services
-from op_proxy.signin.sessions import SESSION_COOKIE, record_sign_in
-from op_proxy.storage.models import PendingLogin, SsoSession
+from op_proxy.signin.pending import (
+    AdminSignIn,
+    PendingSignIn,
+    SignInRequest,
+    from_row,
+    new_pending,
+    request_params,
+    to_row,
+)
+from op_proxy.signin.sessions import SESSION_COOKIE
+from op_proxy.storage import sign_ins
+from op_proxy.storage.operations import get_client, write_audit
+from op_proxy.storage.sign_ins import AccountRecord, SessionRecord
 from op_proxy.upstreams.base import Identity, LoginFailed
 from op_proxy.web import client_ip, set_cookie, use_locale
 
 BROWSER_COOKIE = "op_browser"
 
-# Front doors register how a finished sign-in is handed back to them ("oidc", later "legacy").
-Finisher = Callable[[Services, PendingLogin, str, SsoSession], Awaitable]
+
+@dataclass
+class SignedIn:
+    """Who is signed in, as the flow hands it to a front door."""
+
+    session: SessionRecord
+    account: AccountRecord
+    cookie: str | None = None  # the session cookie this sign-in gives the browser (None: it has one)
+    app_user: dict | None = None  # the application's user handler's answer, once asked
+    # A password step: its answer is kept, sealed, for this browser to fetch again (``replay``).
+    replayable: bool = False
+    answer_kept: bool = False
+
+    @property
+    def person(self) -> str:
+        """Who signed in, as the kept answer remembers them (never the upstream subject itself)."""
+        return token_digest(f"{self.account.upstream}:{self.account.upstream_subject}")
+
+
+# Front doors register how a finished sign-in is handed back to them ("oidc", "legacy", "admin" ...).
+Finisher = Callable[[Services, PendingSignIn, SignedIn], Awaitable]
 FRONT_DOORS: dict[str, Finisher] = {}
 
 
@@ -41,17 +78,57 @@ def browser_id() -> tuple[str, bool]:
     return (existing, False) if existing else (random_token(24), True)
 
 
-async def begin(svc: Services, *, front: str, client_id: str, params: dict, browser: str) -> str:
-    now = int(time.time())
-    login_id = random_token(24)
-    async with svc.db.transaction() as session:
-        session.add(PendingLogin(
-            id_digest=token_digest(login_id), client_id=client_id, params={**params, "front_door": front},
-            browser_digest=token_digest(browser), created_at=now,
-            expires_at=now + svc.settings.tokens.pending_login_lifetime,
-        ))
-    return login_id
+# -- beginning ----------------------------------------------------------------------------------------
 
+async def start(svc: Services, sign_in: SignInRequest, *, signed_in: SignedIn | None = None):
+    """Keep ``sign_in`` for this browser, then: hand it straight back to its front door when the person
+    is ``signed_in`` already, or send the browser to its first step."""
+    browser, new_browser = browser_id()
+    pending = new_pending(sign_in, browser, svc.settings.tokens.pending_login_lifetime)
+    row = to_row(pending)
+
+    def operation(connection):
+        with svc.db.writing(connection):
+            sign_ins.keep_pending(connection, row)
+
+    await svc.db.run(operation)
+    if signed_in is not None:
+        response = await resume(svc, pending, signed_in)
+    else:
+        response = redirect(await first_step(svc, pending), 303)
+    if new_browser:
+        set_cookie(response, BROWSER_COOKIE, browser)
+    return response
+
+
+async def allowed_upstreams(svc: Services, pending: PendingSignIn) -> list:
+    if isinstance(pending.request, AdminSignIn):
+        # The panel is entered only through the upstreams trusted for admin groups ([admin] sso_upstreams).
+        return [svc.connectors[name] for name in svc.settings.admin.sso_upstreams if name in svc.connectors]
+    client = await get_client(svc.db, pending.client_id, enabled_only=False)
+    allowed = client.allowed_upstreams if client and client.allowed_upstreams else list(svc.connectors)
+    return [svc.connectors[name] for name in allowed if name in svc.connectors]
+
+
+def upstream_path(pending: PendingSignIn, connector) -> str:
+    """Where the person signs in at ``connector``: our own password form, or on the way to the upstream."""
+    if getattr(connector, "uses_password_form", False):
+        return f"/login/{pending.id}/password/{connector.name}"
+    return f"/login/{pending.id}/{connector.name}"
+
+
+async def first_step(svc: Services, pending: PendingSignIn) -> str:
+    """The chooser, unless there is nothing to choose (one upstream allowed, or the application named
+    one): then that upstream at once, without a hop through the chooser's address."""
+    upstreams = await allowed_upstreams(svc, pending)
+    hint = pending.request.idp_hint
+    chosen = [u for u in upstreams if u.name == hint] if hint else upstreams
+    if len(chosen) == 1:
+        return upstream_path(pending, chosen[0])
+    return f"/login/{pending.id}"  # the chooser (which also says why a hinted upstream is refused)
+
+
+# -- finding it again ---------------------------------------------------------------------------------
 
 # Why a sign-in cannot go on, as a page: (title, message), translated when shown. Each has an address
 # of its own (/signin/problem/<kind>), which the language links of a refused callback lead to, so that
@@ -79,24 +156,22 @@ def problem(kind: str) -> PageError:
     return PageError(_(title), _(message), 400, detail=kind)
 
 
-async def find(svc: Services, login_id: str) -> PendingLogin | None:
-    async with svc.db.session() as session:
-        return await session.get(PendingLogin, token_digest(login_id))
+async def find(svc: Services, login_id: str) -> PendingSignIn | None:
+    row = await svc.db.run(sign_ins.find_pending, token_digest(login_id))
+    return from_row(login_id, row) if row is not None else None
 
 
-def belongs_to_this_browser(pending: PendingLogin | None, browser: str | None = None) -> bool:
-    browser = browser or request.cookies.get(BROWSER_COOKIE)
-    return pending is not None and browser is not None and token_digest(browser) == pending.browser_digest
+def belongs_to_this_browser(pending: PendingSignIn | None, browser: str | None = None) -> bool:
+    return pending is not None and pending.belongs_to(browser or request.cookies.get(BROWSER_COOKIE))
 
 
-async def load(svc: Services, login_id: str, browser: str | None = None) -> PendingLogin:
-    """The pending login, if it exists, is still open, and belongs to this browser. Its pages speak
-    the language the application asked for (ui_locales), the person chose, or the browser prefers."""
-    pending = await find(svc, login_id)
+def still_open(pending: PendingSignIn | None, browser: str | None = None) -> PendingSignIn:
+    """``pending``, if it exists, is still open, and belongs to this browser. Its pages speak the
+    language the application asked for (ui_locales), the person chose, or the browser prefers."""
     if not belongs_to_this_browser(pending, browser):
         use_locale()
         raise problem("not_found")
-    use_locale(pending.params.get("ui_locales"))
+    use_locale(pending.request.ui_locales)
     if pending.finished_at is not None:
         raise problem("finished")
     if pending.expires_at <= time.time():
@@ -104,23 +179,20 @@ async def load(svc: Services, login_id: str, browser: str | None = None) -> Pend
     return pending
 
 
-async def mark_finished(svc: Services, login_id: str) -> bool:
-    """Atomic: exactly one request finishes a pending login, even on a double submit."""
-    async with svc.db.transaction() as session:
-        result = await session.execute(
-            update(PendingLogin)
-            .where(PendingLogin.id_digest == token_digest(login_id), PendingLogin.finished_at.is_(None))
-            .values(finished_at=int(time.time())))
-    return result.rowcount == 1
+async def load(svc: Services, login_id: str, browser: str | None = None) -> PendingSignIn:
+    return still_open(await find(svc, login_id), browser)
 
 
-async def resume(svc: Services, pending: PendingLogin, login_id: str, sso: SsoSession):
-    return await FRONT_DOORS[pending.params["front_door"]](svc, pending, login_id, sso)
+async def current_sign_in(svc: Services) -> SignedIn | None:
+    """Who is signed in in this browser (its live SSO session and account), if anyone."""
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie:
+        return None
+    found = await svc.db.run(sign_ins.find_signed_in, token_digest(cookie))
+    return SignedIn(*found) if found is not None else None
 
 
-def chooser_redirect(login_id: str):
-    return redirect(f"/login/{login_id}", 303)
-
+# -- finishing ----------------------------------------------------------------------------------------
 
 class NotRecorded(LoginFailed):
     """The database refused what the upstream said (it is bounded before, so this is a last resort):
@@ -131,23 +203,78 @@ class NotRecorded(LoginFailed):
         self.detail = detail
 
 
-async def complete(svc: Services, pending: PendingLogin, login_id: str, identity: Identity, *,
-                   replayable: bool = False):
-    """The upstream said who the person is: account and SSO session (together or not at all), audit,
-    then back to the front door. ``replayable``: the answer is kept a little while, sealed, for this
-    browser to fetch again (see ``replay``)."""
-    try:
-        account, cookie, sso = await record_sign_in(svc.db, identity, svc.settings.server.session_lifetime,
-                                                    svc.keyring.data_key())
-    except SQLAlchemyError as exc:  # never the statement or its parameters: they hold what the upstream sent
-        raise NotRecorded(f"the database refused the sign-in ({type(exc).__name__})") from None
-    await audit.record(svc.db, "sign_in", client_id=pending.client_id, sub=account.sub,
-                       upstream=identity.upstream, ip=client_ip())
-    response = await resume(svc, pending, login_id, sso)
-    set_cookie(response, SESSION_COOKIE, cookie, max_age=svc.settings.server.session_lifetime)
-    if replayable:
-        await keep_outcome(svc, login_id, identity, response)
+async def complete(svc: Services, pending: PendingSignIn, identity: Identity, *, replayable: bool = False):
+    """The upstream said who the person is: account, SSO session and audit row (together or not at
+    all), then back to the front door. ``replayable``: the answer is kept a little while, sealed, for
+    this browser to fetch again (see ``replay``)."""
+    signed_in = await record(svc, pending, identity)
+    signed_in.replayable = replayable
+    response = await resume(svc, pending, signed_in)
+    if replayable and not signed_in.answer_kept:  # a front door that answers after finishing
+        await keep_answer(svc, pending, signed_in, response)
+    set_cookie(response, SESSION_COOKIE, signed_in.cookie, max_age=svc.settings.server.session_lifetime)
     return response
+
+
+async def record(svc: Services, pending: PendingSignIn, identity: Identity) -> SignedIn:
+    cookie = request.cookies.get(SESSION_COOKIE)
+    lifetime, data_key = svc.settings.server.session_lifetime, svc.keyring.data_key()
+    entry = audit.entry("sign_in", client_id=pending.client_id, upstream=identity.upstream, ip=client_ip())
+
+    def operation(connection):
+        current = sign_ins.find_session(connection, token_digest(cookie)) if cookie else None
+        account = sign_ins.account_of(connection, identity)
+        with svc.db.writing(connection):
+            recorded = sign_ins.record_sign_in(connection, identity, current if current and current.is_live else None,
+                                               cookie, account, lifetime, data_key)
+            write_audit(connection, {**entry, "sub": recorded.account.sub})
+        return recorded
+
+    for attempt in range(2):
+        try:
+            recorded = await svc.db.run(operation)
+            break
+        except IntegrityError:  # another process created the same account at the same moment: read it
+            if attempt == 1:
+                raise NotRecorded("the database refused the sign-in (IntegrityError)") from None
+        except SQLAlchemyError as exc:  # never the statement or its parameters: they hold what the upstream sent
+            raise NotRecorded(f"the database refused the sign-in ({type(exc).__name__})") from None
+    audit.announce({**entry, "sub": recorded.account.sub})
+    return SignedIn(recorded.session, recorded.account, cookie=recorded.cookie)
+
+
+async def resume(svc: Services, pending: PendingSignIn, signed_in: SignedIn):
+    return await FRONT_DOORS[pending.request.front_door](svc, pending, signed_in)
+
+
+async def finish(svc: Services, pending: PendingSignIn, signed_in: SignedIn, answer=None, *,
+                 writes: Callable | None = None, audit_entries: tuple[dict, ...] = (),
+                 amended: SignInRequest | None = None) -> bool:
+    """Finish the pending sign-in, exactly once even on a double submit, in one transaction with the
+    front door's ``writes(connection)`` and audit rows, keeping ``answer`` (the response the front door
+    will give) for a retry, and ``amended``, the request as the front door completed it (an admin
+    test's result). False, with nothing written, if it was finished already."""
+    sealed = await seal_answer(svc, signed_in, answer) if answer is not None and signed_in.replayable else None
+    params = request_params(amended) if amended is not None else None
+
+    def operation(connection):
+        with svc.db.writing(connection):
+            if not sign_ins.finish_pending(connection, pending.digest, sealed):
+                return False
+            if params is not None:
+                sign_ins.save_params(connection, pending.digest, params)
+            if writes is not None:
+                writes(connection)
+            for entry in audit_entries:
+                write_audit(connection, entry)
+        return True
+
+    finished = await svc.db.run(operation)
+    if finished:
+        signed_in.answer_kept = sealed is not None
+        for entry in audit_entries:
+            audit.announce(entry)
+    return finished
 
 
 # -- a finished step asked again ----------------------------------------------------------------------
@@ -160,33 +287,43 @@ REPLAY_WINDOW = 120
 KEPT_HEADERS = ("location", "content-type", "set-cookie", "referrer-policy", "cache-control", "pragma")
 
 
-async def keep_outcome(svc: Services, login_id: str, identity: Identity, response) -> None:
-    outcome = {"subject": token_digest(f"{identity.upstream}:{identity.subject}"), "status": response.status_code,
-               "headers": [[k, v] for k, v in response.headers.items() if k.lower() in KEPT_HEADERS],
-               "body": await response.get_data(as_text=True)}
-    async with svc.db.transaction() as session:
-        await session.execute(update(PendingLogin).where(PendingLogin.id_digest == token_digest(login_id),
-                                                         PendingLogin.finished_at.is_not(None))
-                              .values(outcome=seal(svc.keyring.data_key(), json.dumps(outcome))))
+async def seal_answer(svc: Services, signed_in: SignedIn, response) -> str:
+    """The answer as kept: the person it was for, the response, and the session cookie it gives
+    (set on the response by ``complete`` after this)."""
+    answer = {"subject": signed_in.person, "status": response.status_code,
+              "headers": [[k, v] for k, v in response.headers.items() if k.lower() in KEPT_HEADERS],
+              "body": await response.get_data(as_text=True), "session_cookie": signed_in.cookie}
+    return seal(svc.keyring.data_key(), json.dumps(answer))
 
 
-async def kept_outcome(svc: Services, login_id: str) -> dict | None:
+async def keep_answer(svc: Services, pending: PendingSignIn, signed_in: SignedIn, response) -> None:
+    sealed = await seal_answer(svc, signed_in, response)
+
+    def operation(connection):
+        with svc.db.writing(connection):
+            sign_ins.keep_answer(connection, pending.digest, sealed)
+
+    await svc.db.run(operation)
+
+
+def kept_answer(svc: Services, pending: PendingSignIn | None) -> dict | None:
     """The answer this browser was given when it finished this sign-in, if that was moments ago."""
-    pending = await find(svc, login_id)
-    if not belongs_to_this_browser(pending) or pending.outcome is None or pending.finished_at is None \
+    if not belongs_to_this_browser(pending) or pending.answer is None or pending.finished_at is None \
             or time.time() - pending.finished_at > REPLAY_WINDOW:
         return None
-    return json.loads(unseal(svc.keyring.data_key(), pending.outcome))
+    return json.loads(unseal(svc.keyring.data_key(), pending.answer))
 
 
-async def replay(outcome: dict, identity: Identity):
+async def replay(svc: Services, answer: dict, identity: Identity):
     """The kept answer, if ``identity`` is the person who finished the sign-in; else None."""
-    if outcome["subject"] != token_digest(f"{identity.upstream}:{identity.subject}"):
+    if answer["subject"] != token_digest(f"{identity.upstream}:{identity.subject}"):
         return None
-    response = await make_response(outcome["body"], outcome["status"])
-    for name, value in outcome["headers"]:
+    response = await make_response(answer["body"], answer["status"])
+    for name, value in answer["headers"]:
         if name.lower() == "set-cookie":
             response.headers.add(name, value)
         else:
             response.headers[name] = value
+    if answer.get("session_cookie"):
+        set_cookie(response, SESSION_COOKIE, answer["session_cookie"], max_age=svc.settings.server.session_lifetime)
     return response

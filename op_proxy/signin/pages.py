@@ -11,56 +11,46 @@ from op_proxy.i18n import gettext as _
 from op_proxy.services import Services, services
 from op_proxy.signin import flow
 from op_proxy.signin.callbacks import failure_page, remember_upstream_login, shown_error, upstream_failed
-from op_proxy.storage.models import Client, PendingLogin
+from op_proxy.signin.pending import PendingSignIn
 from op_proxy.upstreams.base import LoginFailed
 from op_proxy.web import client_ip, render_page, use_locale
 
 blueprint = Blueprint("signin", __name__)
 
 
-async def allowed_upstreams(svc: Services, pending: PendingLogin) -> list:
-    if pending.params.get("front_door") == "admin":
-        # The panel is entered only through the upstreams trusted for admin groups ([admin] sso_upstreams).
-        return [svc.connectors[name] for name in svc.settings.admin.sso_upstreams if name in svc.connectors]
-    async with svc.db.session() as session:
-        client = await session.get(Client, pending.client_id)
-    allowed = client.allowed_upstreams if client and client.allowed_upstreams else list(svc.connectors)
-    return [svc.connectors[name] for name in allowed if name in svc.connectors]
-
-
-async def pending_and_connector(svc: Services, login_id: str, upstream: str):
-    pending = await flow.load(svc, login_id)
-    connectors = {c.name: c for c in await allowed_upstreams(svc, pending)}
-    if upstream not in connectors:
-        raise PageError(_("Sign-in method not available"),
-                        _("This application does not accept that way of signing in. Choose another."), 403)
-    return pending, connectors[upstream]
+def not_available() -> PageError:
+    return PageError(_("Sign-in method not available"),
+                     _("This application does not accept that way of signing in. Choose another."), 403)
 
 
 @blueprint.route("/login/<login_id>")
 async def chooser(login_id: str):
     svc = services()
     pending = await flow.load(svc, login_id)
-    upstreams = await allowed_upstreams(svc, pending)
-    hint = pending.params.get("idp_hint")
+    upstreams = await flow.allowed_upstreams(svc, pending)
+    hint = pending.request.idp_hint
     if hint:
         # idp_hint (kc_idp_hint for apps moving from Keycloak) skips the chooser, within the allow-list.
         if hint not in {u.name for u in upstreams}:
             raise PageError(_("Sign-in method not allowed"),
                             _("This application does not accept that way of signing in."), 403)
-        return redirect(f"/login/{login_id}/{hint}", 303)
+        return redirect(flow.upstream_path(pending, next(u for u in upstreams if u.name == hint)), 303)
     if len(upstreams) == 1:
-        return redirect(f"/login/{login_id}/{upstreams[0].name}", 303)
+        return redirect(flow.upstream_path(pending, upstreams[0]), 303)
     return await render_page("chooser.html", login_id=login_id, upstreams=upstreams)
 
 
 @blueprint.route("/login/<login_id>/<upstream>")
 async def start_upstream(login_id: str, upstream: str):
     svc = services()
-    pending, connector = await pending_and_connector(svc, login_id, upstream)
-    hints = {"login_hint": pending.params.get("login_hint") or "", "ui_locales": pending.params.get("ui_locales"),
+    pending = await flow.load(svc, login_id)
+    connector = await allowed_connector(svc, pending, upstream)
+    if getattr(connector, "uses_password_form", False):
+        return redirect(flow.upstream_path(pending, connector), 303)
+    sign_in = pending.request
+    hints = {"login_hint": sign_in.login_hint or "", "ui_locales": sign_in.ui_locales,
              # An app demanding a fresh sign-in (prompt=login, max_age) demands it of the upstream too.
-             "prompt": " ".join(pending.params.get("prompt") or ()), "max_age": pending.params.get("max_age")}
+             "prompt": " ".join(sign_in.prompt or ()), "max_age": sign_in.max_age}
     try:
         start = await connector.start_login(login_id, hints)
     except LoginFailed as failure:  # discovery unreachable, malformed ...
@@ -68,6 +58,13 @@ async def start_upstream(login_id: str, upstream: str):
     if start.kept.get("state"):
         await remember_upstream_login(svc, login_id, connector.name, start.kept)
     return redirect(start.redirect_url, 303)
+
+
+async def allowed_connector(svc: Services, pending: PendingSignIn, upstream: str):
+    connectors = {c.name: c for c in await flow.allowed_upstreams(svc, pending)}
+    if upstream not in connectors:
+        raise not_available()
+    return connectors[upstream]
 
 
 @blueprint.route("/signin/problem/<kind>")
@@ -94,19 +91,23 @@ async def failed_page(login_id: str, upstream: str):
 @blueprint.route("/login/<login_id>/password/<upstream>", methods=["GET", "POST"])
 async def password_form(login_id: str, upstream: str):
     svc = services()
+    found = await flow.find(svc, login_id)  # read once per request, whatever follows
     if request.method == "POST":
-        again = await answer_again(svc, login_id, upstream)
+        again = await answer_again(svc, found, upstream)
         if again is not None:
             return again
-    pending, connector = await pending_and_connector(svc, login_id, upstream)
+    pending = flow.still_open(found)
+    upstreams = await flow.allowed_upstreams(svc, pending)
+    connector = next((u for u in upstreams if u.name == upstream), None)
+    if connector is None:
+        raise not_available()
     if not getattr(connector, "uses_password_form", False):
         raise PageError(_("Sign-in method not available"), _("This sign-in method has no password form."), 404)
     client = await find_client(svc.db, pending.client_id)  # the page names the application that asks
-    choose_another = len(await allowed_upstreams(svc, pending)) > 1 and not pending.params.get("idp_hint")
+    page = {"login_id": login_id, "upstream": connector, "client": client,
+            "choose_another": len(upstreams) > 1 and not pending.request.idp_hint}
     if request.method == "GET":
-        return await render_page("password.html", login_id=login_id, upstream=connector, client=client,
-                                 choose_another=choose_another,
-                                 username=pending.params.get("login_hint") or "", error=None)
+        return await render_page("password.html", username=pending.request.login_hint or "", error=None, **page)
     form = (await request.form).to_dict()
     try:
         identity = await connector.finish_login(form, {})
@@ -114,24 +115,23 @@ async def password_form(login_id: str, upstream: str):
         await audit.record(svc.db, "sign_in", outcome="failure", client_id=pending.client_id,
                            upstream=connector.name, ip=client_ip(), reason="wrong_password",
                            username=form.get("username", "")[:100])  # who tried: the audit log's "who"
-        return await render_page("password.html", 401, login_id=login_id, upstream=connector, client=client,
-                                 choose_another=choose_another, username=form.get("username", ""),
-                                 error=_("Wrong username or password. Try again."))
+        return await render_page("password.html", 401, username=form.get("username", ""),
+                                 error=_("Wrong username or password. Try again."), **page)
     try:
-        return await flow.complete(svc, pending, login_id, identity, replayable=True)
+        return await flow.complete(svc, pending, identity, replayable=True)
     except LoginFailed as failure:
         return await upstream_failed(svc, pending, login_id, connector, failure)
 
 
-async def answer_again(svc: Services, login_id: str, upstream: str):
+async def answer_again(svc: Services, pending: PendingSignIn | None, upstream: str):
     """A password POST for a sign-in this browser finished moments ago (its answer was lost on the
     way): the same answer again, if the password proves it is the same person (flow.replay)."""
-    outcome = await flow.kept_outcome(svc, login_id)
+    answer = flow.kept_answer(svc, pending)
     connector = svc.connectors.get(upstream)
-    if outcome is None or not getattr(connector, "uses_password_form", False):
+    if answer is None or not getattr(connector, "uses_password_form", False):
         return None
     try:
         identity = await connector.finish_login((await request.form).to_dict(), {})
     except LoginFailed:
         return None
-    return await flow.replay(outcome, identity)
+    return await flow.replay(svc, answer, identity)

@@ -14,7 +14,13 @@ import logging
 
 import httpx
 
+from op_proxy import audit
 from op_proxy.claims.release import release
+from op_proxy.claims.subjects import subject_for
+from op_proxy.errors import PageError
+from op_proxy.i18n import gettext as _
+from op_proxy.security import unseal
+from op_proxy.web import client_ip
 
 log = logging.getLogger("op_proxy.user_handler")
 
@@ -68,4 +74,26 @@ async def ask_app(http: httpx.AsyncClient, client, api_secret: str, profile: dic
         raise UserHandlerFailed("the answer is not JSON") from None
     if not isinstance(answer, dict):
         raise UserHandlerFailed("the answer is not a JSON object")
+    return answer
+
+
+async def app_user_for(svc, client, signed_in, scopes: list[str]) -> dict | None:
+    """The application's record of the person who ``signed_in`` (None if it has no user handler), or
+    a page of ours saying the application did not accept the sign-in."""
+    if not client.user_handler_endpoint:
+        return None
+    sub = signed_in.session.sub
+    try:
+        api_secret = unseal(svc.keyring.data_key(), client.user_handler_secret)
+        answer = await ask_app(svc.http, client, api_secret, signed_in.account.profile,
+                               subject_for(sub, client, svc.keyring.subject_salt()), scopes)
+    except UserHandlerFailed as failure:
+        await audit.record(svc.db, "user_handler", outcome="failure", client_id=client.client_id, sub=sub,
+                           ip=client_ip(), reason=failure.reason)
+        raise PageError(_("The application could not sign you in"),
+                        _("%(app)s did not accept the sign-in (its user service answered: %(reason)s). Try again "
+                          "later or contact the application's administrator.", app=client.name,
+                          reason=failure.reason), 502) from None
+    await audit.record(svc.db, "user_handler", client_id=client.client_id, sub=sub, ip=client_ip(),
+                       role=answer.get("role"))
     return answer
