@@ -20,7 +20,7 @@ from op_proxy.i18n import N_
 from op_proxy.i18n import gettext as _
 from op_proxy.services import Services, services
 from op_proxy.signin import flow
-from op_proxy.signin.pending import ADMIN_TEST, AdminTestSignIn, PendingSignIn, TestResult
+from op_proxy.signin.pending import ADMIN_TEST, AdminTestSignIn, PendingSignIn, UpstreamTestResult
 from op_proxy.signin.sessions import account_by_sub, end_session
 from op_proxy.storage.models import AuditEvent
 from op_proxy.web import render_page
@@ -158,7 +158,7 @@ async def finish_admin_test(svc: Services, pending: PendingSignIn, signed_in):
     """The test sign-in worked: remember who came back, end the test session (the admin's browser
     must not stay signed in as the person tested), then on to the admin result page."""
     sso = signed_in.session
-    result = TestResult(sub=sso.sub, upstream=sso.upstream, acr=sso.acr, amr=sso.amr, at=sso.auth_time)
+    result = UpstreamTestResult(sub=sso.sub, upstream=sso.upstream, acr=sso.acr, amr=sso.amr, at=sso.auth_time)
     if not await flow.finish(svc, pending, signed_in, amended=replace(pending.request, result=result)):
         raise PageError(_("Sign-in already finished"), _("This test sign-in has already been completed."))
     await end_session(svc.db, sso, reason="admin_test")

@@ -12,7 +12,6 @@ import time
 from urllib.parse import urlencode
 
 from quart import request
-from sqlalchemy import update
 
 from op_proxy import audit, i18n
 from op_proxy.errors import PageError
@@ -21,7 +20,7 @@ from op_proxy.i18n import gettext as _
 from op_proxy.security import token_digest
 from op_proxy.services import Services, services
 from op_proxy.signin import flow
-from op_proxy.storage.models import UpstreamLogin
+from op_proxy.storage import sign_ins
 from op_proxy.upstreams.base import LoginFailed
 from op_proxy.upstreams.oidc import UpstreamUnavailable
 from op_proxy.web import client_ip, render_page, use_locale
@@ -43,24 +42,27 @@ def callback_for(upstream: str):
 
 async def remember_upstream_login(svc: Services, login_id: str, upstream: str, kept: dict) -> None:
     now = int(time.time())
-    async with svc.db.transaction() as session:
-        session.add(UpstreamLogin(state_digest=token_digest(kept["state"]), login_id=login_id, upstream=upstream,
-                                  nonce=kept.get("nonce"), code_verifier=kept.get("code_verifier"), created_at=now,
-                                  expires_at=now + svc.settings.tokens.pending_login_lifetime))
+    row = {"state_digest": token_digest(kept["state"]), "login_id": login_id, "upstream": upstream,
+           "nonce": kept.get("nonce"), "code_verifier": kept.get("code_verifier"), "created_at": now,
+           "expires_at": now + svc.settings.tokens.pending_login_lifetime}
+
+    def operation(connection):
+        with svc.db.writing(connection):
+            sign_ins.remember_upstream_login(connection, row)
+
+    await svc.db.run(operation)
 
 
-async def consume_upstream_login(svc: Services, state: str | None) -> UpstreamLogin | None:
+async def consume_upstream_login(svc: Services, state: str | None):
     """Atomically: a state answers one callback only (a replayed callback finds nothing)."""
     if not state:
         return None
-    digest = token_digest(state)
-    async with svc.db.transaction() as session:
-        login = await session.get(UpstreamLogin, digest)
-        result = await session.execute(
-            update(UpstreamLogin).where(UpstreamLogin.state_digest == digest, UpstreamLogin.consumed_at.is_(None),
-                                        UpstreamLogin.expires_at > int(time.time()))
-            .values(consumed_at=int(time.time())))
-    return login if result.rowcount == 1 else None
+
+    def operation(connection):
+        with svc.db.writing(connection):
+            return sign_ins.consume_upstream_login(connection, token_digest(state))
+
+    return await svc.db.run(operation)
 
 
 async def handle_callback(svc: Services, upstream: str):

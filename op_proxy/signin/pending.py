@@ -67,7 +67,7 @@ class AdminSignIn(SignInRequest):
 
 
 @dataclass
-class TestResult:
+class UpstreamTestResult:
     """Who came back from an administrator's test sign-in at an upstream."""
 
     sub: str
@@ -85,7 +85,7 @@ class AdminTestSignIn(SignInRequest):
     client_id: str = ADMIN_TEST
     upstream: str
     admin: str  # the administrator's username: only they see the result
-    result: TestResult | None = None
+    result: UpstreamTestResult | None = None
 
 
 REQUEST_TYPES = {kind.front_door: kind for kind in (OidcRequest, LegacyRequest, AdminSignIn, AdminTestSignIn)}
@@ -143,7 +143,7 @@ def from_row(login_id: str, row) -> PendingSignIn:
     names = {f.name for f in dataclasses.fields(kind)} - {"client_id"}
     fields = {name: value for name, value in params.items() if name in names}  # rows of older versions: extras
     if kind is AdminTestSignIn and fields.get("result") is not None:
-        fields["result"] = TestResult(**fields["result"])
+        fields["result"] = UpstreamTestResult(**fields["result"])
     return PendingSignIn(id=login_id, request=kind(client_id=row["client_id"], **fields),
                          browser_digest=row["browser_digest"], created_at=row["created_at"],
                          expires_at=row["expires_at"], finished_at=row["finished_at"], answer=row["outcome"])

@@ -14,7 +14,15 @@ from dataclasses import dataclass, replace
 from sqlalchemy import bindparam, insert, select, update
 
 from op_proxy.security import random_token, seal, token_digest
-from op_proxy.storage.models import Account, AuthorizationCode, Consent, Grant, PendingLogin, SsoSession
+from op_proxy.storage.models import (
+    Account,
+    AuthorizationCode,
+    Consent,
+    Grant,
+    PendingLogin,
+    SsoSession,
+    UpstreamLogin,
+)
 from op_proxy.upstreams.base import Identity
 
 PENDING = PendingLogin.__table__
@@ -23,6 +31,7 @@ SSO_SESSIONS = SsoSession.__table__
 GRANTS = Grant.__table__
 CODES = AuthorizationCode.__table__
 CONSENTS = Consent.__table__
+UPSTREAM_LOGINS = UpstreamLogin.__table__
 
 
 @dataclass
@@ -95,6 +104,13 @@ INSERT_CONSENT = insert(CONSENTS)
 UPDATE_CONSENT = (update(CONSENTS)
                   .where(CONSENTS.c.client_id == bindparam("b_client"), CONSENTS.c.sub == bindparam("b_sub"))
                   .values(scopes=bindparam("scopes"), granted_at=bindparam("now")))
+INSERT_UPSTREAM_LOGIN = insert(UPSTREAM_LOGINS)
+FIND_UPSTREAM_LOGIN = select(UPSTREAM_LOGINS).where(UPSTREAM_LOGINS.c.state_digest == bindparam("digest"))
+CONSUME_UPSTREAM_LOGIN = (update(UPSTREAM_LOGINS)
+                          .where(UPSTREAM_LOGINS.c.state_digest == bindparam("digest"),
+                                 UPSTREAM_LOGINS.c.consumed_at.is_(None),
+                                 UPSTREAM_LOGINS.c.expires_at > bindparam("now"))
+                          .values(consumed_at=bindparam("now")))
 INSERT_GRANT = insert(GRANTS)
 INSERT_CODE = insert(CODES)
 
@@ -121,6 +137,21 @@ def keep_answer(connection, digest: str, answer: str) -> None:
 
 def save_params(connection, digest: str, params: dict) -> None:
     connection.execute(SAVE_PARAMS, {"digest": digest, "params": params})
+
+
+# -- a person sent to an upstream ----------------------------------------------------------------------
+
+def remember_upstream_login(connection, row: dict) -> None:
+    connection.execute(INSERT_UPSTREAM_LOGIN, row)
+
+
+def consume_upstream_login(connection, state_digest: str):
+    """Atomic: a state answers one callback only (a replayed callback finds nothing)."""
+    row = connection.execute(FIND_UPSTREAM_LOGIN, {"digest": state_digest}).first()  # row.login_id, row.nonce ...
+    if row is None:
+        return None
+    consumed = connection.execute(CONSUME_UPSTREAM_LOGIN, {"digest": state_digest, "now": int(time.time())})
+    return row if consumed.rowcount == 1 else None
 
 
 # -- who is signed in ---------------------------------------------------------------------------------
