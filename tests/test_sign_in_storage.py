@@ -8,31 +8,17 @@ from __future__ import annotations
 import asyncio
 import time
 
-import pytest
 from cryptography.fernet import Fernet
 
 from op_proxy.security import random_token, token_digest
 from op_proxy.signin.pending import AdminTestSignIn, OidcRequest, UpstreamTestResult, from_row, new_pending, to_row
-from op_proxy.storage import Database, sign_ins
+from op_proxy.storage import sign_ins
 from op_proxy.upstreams.base import Identity
-
-on_both = pytest.mark.parametrize("database_url", ["sqlite", "mariadb"], indirect=True)
+from tests.test_storage import on_both, run
 
 DATA_KEY = Fernet.generate_key()
 SOMCHAI = Identity(upstream="local", subject="somchai", profile={"name": "Somchai"}, acr="1", amr=["pwd"])
 SUDA = Identity(upstream="local", subject="suda", profile={"name": "Suda"}, acr="1", amr=["pwd"])
-
-
-def run(database_url: str, story):
-    async def main():
-        db = Database(database_url)
-        try:
-            await db.upgrade()
-            return await story(db)
-        finally:
-            await db.close()
-
-    return asyncio.run(main())
 
 
 async def write(db, step, *args):

@@ -67,7 +67,8 @@ async def finish_legacy(svc: Services, pending: PendingSignIn, signed_in: Signed
     client = await find_client(svc.db, pending.client_id)
     if client is None:
         raise PageError(_("Unknown application"), _("This application has been removed or disabled."))
-    app_user = await app_user_for(svc, client, signed_in, ["openid", "profile", "email", "org", "groups"])
+    app_user = signed_in.app_user = await app_user_for(svc, client, signed_in,
+                                                       ["openid", "profile", "email", "org", "groups"])
     if not await flow.finish(svc, pending, signed_in):
         raise PageError(_("Sign-in already finished"),
                         _("This sign-in has already been completed. Go back to the application."))

@@ -8,6 +8,7 @@ Each front door has its own request type; all of them are written and read here,
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -125,7 +126,9 @@ def new_pending(request: SignInRequest, browser: str, lifetime: int) -> PendingS
 
 def to_row(pending: PendingSignIn) -> dict:
     """The ``pending_logins`` row of ``pending``."""
-    params = dataclasses.asdict(pending.request)
+    params = {name: getattr(pending.request, name) for name in field_names(type(pending.request))}
+    if isinstance(pending.request, AdminTestSignIn) and pending.request.result is not None:
+        params["result"] = dataclasses.asdict(pending.request.result)
     return {"id_digest": pending.digest, "client_id": params.pop("client_id"),
             "params": {**params, "front_door": pending.request.front_door},
             "browser_digest": pending.browser_digest, "created_at": pending.created_at,
@@ -137,10 +140,15 @@ def request_params(request: SignInRequest) -> dict:
     return to_row(PendingSignIn("", request, "", 0, 0))["params"]
 
 
+@functools.cache
+def field_names(kind: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(kind))
+
+
 def from_row(login_id: str, row) -> PendingSignIn:
     params = dict(row["params"])
     kind = REQUEST_TYPES[params.pop("front_door")]
-    names = {f.name for f in dataclasses.fields(kind)} - {"client_id"}
+    names = set(field_names(kind)) - {"client_id"}
     fields = {name: value for name, value in params.items() if name in names}  # rows of older versions: extras
     if kind is AdminTestSignIn and fields.get("result") is not None:
         fields["result"] = UpstreamTestResult(**fields["result"])
