@@ -34,6 +34,7 @@ from op_proxy.signin.pending import (
 )
 from op_proxy.signin.sessions import SESSION_COOKIE
 from op_proxy.storage import sign_ins
+from op_proxy.storage.models import Client
 from op_proxy.storage.operations import get_client, write_audit
 from op_proxy.storage.sign_ins import AccountRecord, SessionRecord
 from op_proxy.upstreams.base import Identity, LoginFailed
@@ -101,11 +102,16 @@ async def start(svc: Services, sign_in: SignInRequest, *, signed_in: SignedIn | 
     return response
 
 
-async def allowed_upstreams(svc: Services, pending: PendingSignIn) -> list:
+async def requesting_client(svc: Services, pending: PendingSignIn) -> Client | None:
+    """The application that asks (enabled or not: the front door refuses a disabled one when it finishes)."""
+    return await get_client(svc.db, pending.client_id, enabled_only=False)
+
+
+async def allowed_upstreams(svc: Services, pending: PendingSignIn, client: Client | None = None) -> list:
     if isinstance(pending.request, AdminSignIn):
         # The panel is entered only through the upstreams trusted for admin groups ([admin] sso_upstreams).
         return [svc.connectors[name] for name in svc.settings.admin.sso_upstreams if name in svc.connectors]
-    client = await get_client(svc.db, pending.client_id, enabled_only=False)
+    client = client or await requesting_client(svc, pending)
     allowed = client.allowed_upstreams if client and client.allowed_upstreams else list(svc.connectors)
     return [svc.connectors[name] for name in allowed if name in svc.connectors]
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from quart import Blueprint, redirect, request
 
 from op_proxy import audit
-from op_proxy.clients.registry import find_client
 from op_proxy.errors import PageError
 from op_proxy.i18n import gettext as _
 from op_proxy.services import Services, services
@@ -97,14 +96,14 @@ async def password_form(login_id: str, upstream: str):
         if again is not None:
             return again
     pending = flow.still_open(found)
-    upstreams = await flow.allowed_upstreams(svc, pending)
+    client = await flow.requesting_client(svc, pending)  # once per request
+    upstreams = await flow.allowed_upstreams(svc, pending, client)
     connector = next((u for u in upstreams if u.name == upstream), None)
     if connector is None:
         raise not_available()
     if not getattr(connector, "uses_password_form", False):
         raise PageError(_("Sign-in method not available"), _("This sign-in method has no password form."), 404)
-    client = await find_client(svc.db, pending.client_id)  # the page names the application that asks
-    page = {"login_id": login_id, "upstream": connector, "client": client,
+    page = {"login_id": login_id, "upstream": connector, "client": client if client and client.enabled else None,
             "choose_another": len(upstreams) > 1 and not pending.request.idp_hint}
     if request.method == "GET":
         return await render_page("password.html", username=pending.request.login_hint or "", error=None, **page)
