@@ -145,13 +145,27 @@ def remember_upstream_login(connection, row: dict) -> None:
     connection.execute(INSERT_UPSTREAM_LOGIN, row)
 
 
-def consume_upstream_login(connection, state_digest: str):
+@dataclass
+class UpstreamLoginRecord:
+    """A person sent to an upstream: what we expect back, and the pending sign-in it belongs to."""
+
+    state_digest: str
+    login_id: str
+    upstream: str
+    nonce: str | None
+    code_verifier: str | None
+    created_at: int
+    expires_at: int
+    consumed_at: int | None
+
+
+def consume_upstream_login(connection, state_digest: str) -> UpstreamLoginRecord | None:
     """Atomic: a state answers one callback only (a replayed callback finds nothing)."""
-    row = connection.execute(FIND_UPSTREAM_LOGIN, {"digest": state_digest}).first()  # row.login_id, row.nonce ...
+    row = connection.execute(FIND_UPSTREAM_LOGIN, {"digest": state_digest}).mappings().first()
     if row is None:
         return None
     consumed = connection.execute(CONSUME_UPSTREAM_LOGIN, {"digest": state_digest, "now": int(time.time())})
-    return row if consumed.rowcount == 1 else None
+    return UpstreamLoginRecord(**row) if consumed.rowcount == 1 else None
 
 
 # -- who is signed in ---------------------------------------------------------------------------------
