@@ -16,10 +16,18 @@ from quart import Blueprint, request
 from op_proxy.claims.release import grantable_scopes
 from op_proxy.claims.subjects import subject_for
 from op_proxy.clients.registry import find_client
-from op_proxy.errors import PageError, RedirectableError
+from op_proxy.errors import (
+    InvalidRequest,
+    InvalidScope,
+    LoginRequired,
+    PageError,
+    Refusal,
+    RequestNotSupported,
+    RequestUriNotSupported,
+    UnsupportedResponseType,
+)
 from op_proxy.i18n import gettext as _
 from op_proxy.keys.keyring import InvalidToken
-from op_proxy.provider import responses
 from op_proxy.provider.finish import expected_subjects
 from op_proxy.provider.pkce import is_valid_pkce_value
 from op_proxy.services import Services, services
@@ -27,7 +35,6 @@ from op_proxy.signin import flow
 from op_proxy.signin.pending import OidcRequest
 from op_proxy.storage.models import Client
 from op_proxy.tokens.validation import id_token_hint_claims
-from op_proxy.web import use_locale
 
 blueprint = Blueprint("authorize", __name__)
 
@@ -94,7 +101,7 @@ async def check_redirect_uri(svc: Services, req: AuthorizationRequest) -> None:
 async def check_response_mode(svc: Services, req: AuthorizationRequest) -> None:
     mode = req.args.get("response_mode", "query")
     if mode not in RESPONSE_MODES:
-        raise RedirectableError("invalid_request", "response_mode must be query or form_post")
+        raise InvalidRequest("response_mode must be query or form_post")
     req.response_mode = mode
 
 
@@ -103,27 +110,27 @@ async def check_response_mode(svc: Services, req: AuthorizationRequest) -> None:
 async def check_no_repeated_parameters(svc: Services, req: AuthorizationRequest) -> None:
     """RFC 6749 §3.1: request parameters must not be included more than once."""
     if req.repeated:
-        raise RedirectableError("invalid_request", f"parameter {sorted(req.repeated)[0]} is repeated")
+        raise InvalidRequest(f"parameter {sorted(req.repeated)[0]} is repeated")
 
 
 async def check_no_request_objects(svc: Services, req: AuthorizationRequest) -> None:
     if "request" in req.args:
-        raise RedirectableError("request_not_supported", "request objects are not supported")
+        raise RequestNotSupported("request objects are not supported")
     if "request_uri" in req.args:
-        raise RedirectableError("request_uri_not_supported", "request_uri is not supported")
+        raise RequestUriNotSupported("request_uri is not supported")
 
 
 async def check_response_type(svc: Services, req: AuthorizationRequest) -> None:
     if "response_type" not in req.args:
-        raise RedirectableError("invalid_request", "response_type is required")
+        raise InvalidRequest("response_type is required")
     if req.args["response_type"] != "code":
-        raise RedirectableError("unsupported_response_type", "only the authorization code flow is supported")
+        raise UnsupportedResponseType("only the authorization code flow is supported")
 
 
 async def check_scope(svc: Services, req: AuthorizationRequest) -> None:
     requested = req.args.get("scope", "").split()
     if "openid" not in requested:
-        raise RedirectableError("invalid_scope", "the openid scope is required")
+        raise InvalidScope("the openid scope is required")
     req.scopes = grantable_scopes(requested, req.client.allowed_scopes)
 
 
@@ -133,23 +140,23 @@ async def check_pkce(svc: Services, req: AuthorizationRequest) -> None:
     method = req.args.get("code_challenge_method")
     if challenge is None:
         if method is not None:
-            raise RedirectableError("invalid_request", "code_challenge_method without code_challenge")
+            raise InvalidRequest("code_challenge_method without code_challenge")
         if req.client.is_public or req.client.require_pkce:
-            raise RedirectableError("invalid_request", "this client must use PKCE (code_challenge, S256)")
+            raise InvalidRequest("this client must use PKCE (code_challenge, S256)")
         return
     if method != "S256":
-        raise RedirectableError("invalid_request", "code_challenge_method must be S256")
+        raise InvalidRequest("code_challenge_method must be S256")
     if not is_valid_pkce_value(challenge):
-        raise RedirectableError("invalid_request", "code_challenge is malformed")
+        raise InvalidRequest("code_challenge is malformed")
 
 
 async def check_prompt(svc: Services, req: AuthorizationRequest) -> None:
     prompt = set(req.args.get("prompt", "").split())
     unknown = prompt - PROMPTS
     if unknown:
-        raise RedirectableError("invalid_request", f"unsupported prompt value {sorted(unknown)[0]}")
+        raise InvalidRequest(f"unsupported prompt value {sorted(unknown)[0]}")
     if "none" in prompt and len(prompt) > 1:
-        raise RedirectableError("invalid_request", "prompt=none cannot be combined with other values")
+        raise InvalidRequest("prompt=none cannot be combined with other values")
     req.prompt = prompt
 
 
@@ -158,7 +165,7 @@ async def check_max_age(svc: Services, req: AuthorizationRequest) -> None:
     if raw is None:
         return
     if not re.fullmatch(r"[0-9]+", raw):  # ASCII digits only: str.isdigit() also takes "²" and "١٠"
-        raise RedirectableError("invalid_request", "max_age must be a non-negative integer")
+        raise InvalidRequest("max_age must be a non-negative integer")
     req.max_age = int(raw)
 
 
@@ -168,16 +175,16 @@ async def check_claims_parameter(svc: Services, req: AuthorizationRequest) -> No
     if raw is None:
         return
     if len(raw) > MAX_CLAIMS_LENGTH:
-        raise RedirectableError("invalid_request", f"claims is longer than {MAX_CLAIMS_LENGTH} characters")
+        raise InvalidRequest(f"claims is longer than {MAX_CLAIMS_LENGTH} characters")
     try:
         claims = json.loads(raw, parse_constant=_refuse_non_json_number)
     except (ValueError, RecursionError):
-        raise RedirectableError("invalid_request", "claims is not valid JSON") from None
+        raise InvalidRequest("claims is not valid JSON") from None
     if nesting_depth(claims) > MAX_CLAIMS_DEPTH:
-        raise RedirectableError("invalid_request", f"claims is nested deeper than {MAX_CLAIMS_DEPTH} levels")
+        raise InvalidRequest(f"claims is nested deeper than {MAX_CLAIMS_DEPTH} levels")
     if not isinstance(claims, dict) or not all(
             k in ("userinfo", "id_token") and isinstance(v, dict) for k, v in claims.items()):
-        raise RedirectableError("invalid_request", "claims must hold userinfo and/or id_token objects")
+        raise InvalidRequest("claims must hold userinfo and/or id_token objects")
     req.claims = claims
 
 
@@ -212,9 +219,9 @@ async def check_id_token_hint(svc: Services, req: AuthorizationRequest) -> None:
     try:
         claims = id_token_hint_claims(svc, hint)
     except InvalidToken:
-        raise RedirectableError("invalid_request", "id_token_hint is not an ID token we issued") from None
+        raise InvalidRequest("id_token_hint is not an ID token we issued") from None
     if req.client.client_id not in _audiences(claims):
-        raise RedirectableError("invalid_request", "id_token_hint was not issued to this client")
+        raise InvalidRequest("id_token_hint was not issued to this client")
     req.hinted_sub = claims.get("sub")
 
 
@@ -237,15 +244,17 @@ async def authorize():
     source = await request.form if request.method == "POST" else request.args
     args = source.to_dict()
     req = AuthorizationRequest(args, repeated={key for key in args if len(source.getlist(key)) > 1})
-    use_locale(args.get("ui_locales"))
     for check in TRUST_CHECKS:
         await check(svc, req)  # PageError is rendered by the app's error handler
     req.state = args.get("state")
     try:
         for check in REQUEST_CHECKS:
             await check(svc, req)
-    except RedirectableError as exc:
-        return await responses.error_to_client(svc, req.redirect_uri, req.response_mode, req.state, exc)
+    except Refusal as exc:
+        if isinstance(exc, PageError) or exc.redirect is not None:
+            raise
+        exc.to_client(req.redirect_uri, req.response_mode, req.state)
+        raise  # the app's error handler redirects it to the client
     return await start_or_continue_sign_in(svc, req)
 
 
@@ -254,8 +263,7 @@ async def start_or_continue_sign_in(svc: Services, req: AuthorizationRequest):
     if signed_in is not None and session_satisfies(svc, signed_in.session, req):
         return await flow.start(svc, req.sign_in(), signed_in=signed_in)
     if "none" in req.prompt:
-        exc = RedirectableError("login_required", "the person is not signed in")
-        return await responses.error_to_client(svc, req.redirect_uri, req.response_mode, req.state, exc)
+        raise LoginRequired("the person is not signed in").to_client(req.redirect_uri, req.response_mode, req.state)
     return await flow.start(svc, req.sign_in())
 
 

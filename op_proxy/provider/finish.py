@@ -10,7 +10,7 @@ from op_proxy import audit
 from op_proxy.claims.release import requested_claim_names, scopes_for_claims
 from op_proxy.claims.subjects import subject_for
 from op_proxy.clients.registry import find_client
-from op_proxy.errors import PageError, RedirectableError
+from op_proxy.errors import AccessDenied, ConsentRequired, LoginRequired, PageError, Refusal
 from op_proxy.i18n import N_
 from op_proxy.i18n import gettext as _
 from op_proxy.provider import responses
@@ -74,9 +74,10 @@ def is_expected_person(svc: Services, client: Client, sign_in: OidcRequest, sub:
     return all(expected == subject for expected in expected_subjects(sign_in.hinted_sub, sign_in.claims))
 
 
-async def error_to_client(svc: Services, sign_in: OidcRequest, error: str, description: str):
-    exc = RedirectableError(error, description)
-    return await responses.error_to_client(svc, sign_in.redirect_uri, sign_in.response_mode, sign_in.state, exc)
+async def back_to_client(sign_in: OidcRequest, refusal: Refusal):
+    """``refusal`` redirected to the client, as a response: the sign-in flow sets its session cookie
+    on what a front door returns, so a front door answers rather than raises."""
+    return await responses.answer(refusal.to_client(sign_in.redirect_uri, sign_in.response_mode, sign_in.state))
 
 
 async def enabled_client(svc: Services, client_id: str) -> Client:
@@ -92,12 +93,11 @@ async def finish_oidc(svc: Services, pending: PendingSignIn, signed_in: SignedIn
     client = await enabled_client(svc, pending.client_id)
     if not is_expected_person(svc, client, sign_in, signed_in.session.sub):
         # Someone else signed in than the application asked for: it must not get a code for them.
-        return await error_to_client(svc, sign_in, "login_required",
-                                     "the signed-in person is not the one the application asked for")
+        return await back_to_client(sign_in, LoginRequired(
+            "the signed-in person is not the one the application asked for"))
     if await needs_consent(svc, client, sign_in, signed_in.session.sub):
         if "none" in sign_in.prompt:
-            return await error_to_client(svc, sign_in, "consent_required",
-                                         "the person has not consented to this client")
+            return await back_to_client(sign_in, ConsentRequired("the person has not consented to this client"))
         return redirect(f"/consent/{pending.id}", 303)
     return await issue_code(svc, pending, signed_in, client)
 
@@ -151,5 +151,6 @@ async def consent(login_id: str):
         denied = audit.entry("consent_denied", outcome="failure", client_id=client.client_id,
                              sub=signed_in.session.sub, ip=client_ip())
         await flow.finish(svc, pending, signed_in, audit_entries=(denied,))
-        return await error_to_client(svc, sign_in, "access_denied", "the person did not allow this application")
+        raise AccessDenied("the person did not allow this application").to_client(
+            sign_in.redirect_uri, sign_in.response_mode, sign_in.state)
     return await issue_code(svc, pending, signed_in, client, consented=scopes_to_consent(client, sign_in))

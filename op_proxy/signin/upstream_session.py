@@ -7,7 +7,7 @@ import time
 
 from sqlalchemy import update
 
-from op_proxy.errors import InvalidGrant, OAuthError
+from op_proxy.errors import InvalidGrant, TemporarilyUnavailable
 from op_proxy.security import seal, unseal
 from op_proxy.signin.sessions import session_by_sid
 from op_proxy.storage.models import Account, Grant, SsoSession
@@ -30,7 +30,7 @@ async def refresh_at_upstream(svc, grant: Grant) -> None:
         identity = await connector.refresh(unseal(svc.keyring.data_key(), sso.upstream_refresh_token),
                                            account_row.upstream_subject)
     except UpstreamUnavailable:
-        raise OAuthError("temporarily_unavailable", "the upstream identity provider cannot be reached", 503) from None
+        raise TemporarilyUnavailable("the upstream identity provider cannot be reached") from None
     except LoginFailed:
         raise InvalidGrant("the upstream identity provider no longer accepts this session") from None
     async with svc.db.transaction() as session:
