@@ -200,20 +200,3 @@ class PageError(Refusal):
         self.title, self.message, self.detail = title, message, detail
         self.args = (message,)
 
-
-# -- The old names, until every caller raises the class named for its code ---------------------------
-
-class OAuthError(Refusal):
-    """Deprecated: raise the class named for the error code (``InvalidRequest(...)``)."""
-
-    def __init__(self, error: str, description: str = "", status: int = 400, headers: dict | None = None):
-        self.error = error
-        super().__init__(description, status=status, headers=headers)
-
-
-class RedirectableError(OAuthError):
-    """Deprecated: raise the class named for the error code, with ``.to_client(...)`` once the
-    redirect URI is verified."""
-
-    def __init__(self, error: str, description: str = ""):
-        super().__init__(error, description)

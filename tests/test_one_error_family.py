@@ -28,10 +28,9 @@ async def test_an_application_gets_the_code_the_status_and_the_headers_of_its_re
 
 
 def test_each_error_code_has_one_class():
-    deprecated = (errors.OAuthError, errors.RedirectableError)
     family = [kind for kind in vars(errors).values()
               if isinstance(kind, type) and issubclass(kind, Refusal) and kind.__base__ is Refusal
-              and kind not in (PageError, *deprecated)]
+              and kind is not PageError]
     codes = [kind.error for kind in family]
     assert len(codes) == len(set(codes))
     assert {"invalid_request", "invalid_client", "invalid_grant", "unsupported_grant_type", "invalid_scope",

@@ -49,11 +49,6 @@ def origin(uri: str) -> str:
     return f"{parts.scheme}://{parts.netloc}" if parts.netloc else f"{parts.scheme}:"
 
 
-async def error_to_client(svc, redirect_uri: str, response_mode: str, state: str | None, error: Refusal):
-    """Deprecated: raise ``error.to_client(redirect_uri, response_mode, state)`` instead."""
-    return await answer(error.to_client(redirect_uri, response_mode, state))
-
-
 # -- Errors: one family, three ways of answering -----------------------------------------------------
 
 async def answer(error: Refusal):

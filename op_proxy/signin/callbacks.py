@@ -78,7 +78,6 @@ async def handle_callback(svc: Services, upstream: str):
 
 
 async def finish_at_callback(svc: Services, upstream: str, params: dict):
-    use_locale()
     login = await consume_upstream_login(svc, params.get("state"))
     if login is None:
         await audit.record(svc.db, "sign_in", outcome="failure", upstream=upstream, ip=client_ip(),

@@ -175,7 +175,6 @@ def still_open(pending: PendingSignIn | None, browser: str | None = None) -> Pen
     """``pending``, if it exists, is still open, and belongs to this browser. Its pages speak the
     language the application asked for (ui_locales), the person chose, or the browser prefers."""
     if not belongs_to_this_browser(pending, browser):
-        use_locale()
         raise problem("not_found")
     use_locale(pending.request.ui_locales)
     if pending.finished_at is not None:

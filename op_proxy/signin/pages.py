@@ -12,7 +12,7 @@ from op_proxy.signin import flow
 from op_proxy.signin.callbacks import failure_page, remember_upstream_login, shown_error, upstream_failed
 from op_proxy.signin.pending import PendingSignIn
 from op_proxy.upstreams.base import LoginFailed
-from op_proxy.web import client_ip, render_page, use_locale
+from op_proxy.web import client_ip, render_page
 
 blueprint = Blueprint("signin", __name__)
 
@@ -70,7 +70,6 @@ async def allowed_connector(svc: Services, pending: PendingSignIn, upstream: str
 async def problem_page(kind: str):
     """Why a sign-in could not go on, shown again (in another language, say) without repeating the
     request that met the problem."""
-    use_locale()
     if kind not in flow.PROBLEMS:
         kind = "not_found"
     raise flow.problem(kind)
