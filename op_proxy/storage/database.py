@@ -117,7 +117,15 @@ class Database:
         return self._run_on(self.sync_engine, operation, *args)
 
     def _run_inline(self, operation, *args):
-        connection = self._inline_connection()
+        return self._committed(self._inline_connection(), operation, *args)
+
+    @classmethod
+    def _run_on(cls, engine, operation, *args):
+        with engine.connect() as connection:
+            return cls._committed(connection, operation, *args)
+
+    @staticmethod
+    def _committed(connection, operation, *args):
         try:
             result = operation(connection, *args)
             connection.commit()
@@ -125,17 +133,6 @@ class Database:
             connection.rollback()
             raise
         return result
-
-    @staticmethod
-    def _run_on(engine, operation, *args):
-        with engine.connect() as connection:
-            try:
-                result = operation(connection, *args)
-                connection.commit()
-            except BaseException:
-                connection.rollback()
-                raise
-            return result
 
     @contextmanager
     def writing(self, connection):

@@ -23,18 +23,18 @@ import time
 from sqlalchemy import delete, exists, or_, select
 from sqlalchemy.exc import OperationalError
 
-from op_proxy.storage.models import (
-    AccessToken,
-    AdminSession,
-    AuditEvent,
-    AuthorizationCode,
-    ClientAuthFailures,
-    Grant,
-    PendingLogin,
-    RefreshToken,
-    SsoSession,
-    UpstreamLogin,
-    UsedJti,
+from op_proxy.storage.tables import (
+    ACCESS_TOKENS,
+    ADMIN_SESSIONS,
+    AUDIT_EVENTS,
+    CLIENT_AUTH_FAILURES,
+    CODES,
+    GRANTS,
+    PENDING,
+    REFRESH_TOKENS,
+    SSO_SESSIONS,
+    UPSTREAM_LOGINS,
+    USED_JTIS,
 )
 
 log = logging.getLogger("op_proxy.housekeeping")
@@ -44,17 +44,6 @@ ATTEMPTS = 3
 DAY = 86400
 
 # Core tables: a DELETE by primary keys needs none of the ORM's bookkeeping.
-pending_logins = PendingLogin.__table__
-upstream_logins = UpstreamLogin.__table__
-authorization_codes = AuthorizationCode.__table__
-access_tokens = AccessToken.__table__
-refresh_tokens = RefreshToken.__table__
-grants = Grant.__table__
-sso_sessions = SsoSession.__table__
-used_jtis = UsedJti.__table__
-admin_sessions = AdminSession.__table__
-audit_events = AuditEvent.__table__
-client_auth_failures = ClientAuthFailures.__table__
 
 
 async def delete_in_batches(db, key, *conditions) -> int:
@@ -107,61 +96,61 @@ def _error_code(exc: OperationalError) -> str:
 async def delete_expired_pending_logins(db, expired_before: int) -> int:
     """Sign-ins nobody finished in time, and finished ones (kept until expiry: a second submit of the
     same form is then told the sign-in is already done)."""
-    return await delete_in_batches(db, pending_logins.c.id_digest, pending_logins.c.expires_at < expired_before)
+    return await delete_in_batches(db, PENDING.c.id_digest, PENDING.c.expires_at < expired_before)
 
 
 async def delete_expired_upstream_logins(db, expired_before: int) -> int:
-    return await delete_in_batches(db, upstream_logins.c.state_digest, upstream_logins.c.expires_at < expired_before)
+    return await delete_in_batches(db, UPSTREAM_LOGINS.c.state_digest, UPSTREAM_LOGINS.c.expires_at < expired_before)
 
 
 async def delete_expired_authorization_codes(db, expired_before: int) -> int:
     """Used or not: until expiry a used code stays, so that its replay revokes the grant (RFC 6749
     §4.1.2); an expired one is refused anyway."""
-    return await delete_in_batches(db, authorization_codes.c.code_digest,
-                                   authorization_codes.c.expires_at < expired_before)
+    return await delete_in_batches(db, CODES.c.code_digest,
+                                   CODES.c.expires_at < expired_before)
 
 
 async def delete_expired_access_tokens(db, expired_before: int) -> int:
-    return await delete_in_batches(db, access_tokens.c.jti, access_tokens.c.expires_at < expired_before)
+    return await delete_in_batches(db, ACCESS_TOKENS.c.jti, ACCESS_TOKENS.c.expires_at < expired_before)
 
 
 async def delete_expired_refresh_tokens(db, expired_before: int) -> int:
     """Rotated and revoked ones too, but only once they would have expired: until then, using a
     rotated token again is a replay that revokes the whole grant (RFC 9700 §4.14.2)."""
-    return await delete_in_batches(db, refresh_tokens.c.token_digest, refresh_tokens.c.expires_at < expired_before)
+    return await delete_in_batches(db, REFRESH_TOKENS.c.token_digest, REFRESH_TOKENS.c.expires_at < expired_before)
 
 
 def _grant_has_tokens():
     return or_(
-        exists().where(authorization_codes.c.grant_id == grants.c.id),
-        exists().where(access_tokens.c.grant_id == grants.c.id),
-        exists().where(refresh_tokens.c.grant_id == grants.c.id),
+        exists().where(CODES.c.grant_id == GRANTS.c.id),
+        exists().where(ACCESS_TOKENS.c.grant_id == GRANTS.c.id),
+        exists().where(REFRESH_TOKENS.c.grant_id == GRANTS.c.id),
     )
 
 
 async def delete_spent_grants(db, expired_before: int) -> int:
     """Grants with no code, access token or refresh token left: every token they gave has expired
     (refresh tokens are only deleted once past their life), so nothing can be refreshed or revoked."""
-    return await delete_in_batches(db, grants.c.id, grants.c.created_at < expired_before, ~_grant_has_tokens())
+    return await delete_in_batches(db, GRANTS.c.id, GRANTS.c.created_at < expired_before, ~_grant_has_tokens())
 
 
 async def delete_finished_sso_sessions(db, expired_before: int) -> int:
     """Ended or expired browser sessions, once no unrevoked grant made in them is left: a refresh
     of such a grant still asks the upstream, with the upstream refresh token the session keeps."""
-    live_grant = exists().where(grants.c.sid == sso_sessions.c.sid, grants.c.revoked_at.is_(None))
+    live_grant = exists().where(GRANTS.c.sid == SSO_SESSIONS.c.sid, GRANTS.c.revoked_at.is_(None))
     return await delete_in_batches(
-        db, sso_sessions.c.cookie_digest,
-        or_(sso_sessions.c.ended_at < expired_before, sso_sessions.c.expires_at < expired_before), ~live_grant)
+        db, SSO_SESSIONS.c.cookie_digest,
+        or_(SSO_SESSIONS.c.ended_at < expired_before, SSO_SESSIONS.c.expires_at < expired_before), ~live_grant)
 
 
 async def delete_expired_client_assertion_ids(db, expired_before: int) -> int:
     """Used ``jti``s of private_key_jwt assertions: an assertion past its ``exp`` is refused anyway,
     so its replay needs no record."""
-    return await delete_in_batches(db, used_jtis.c.jti_digest, used_jtis.c.expires_at < expired_before)
+    return await delete_in_batches(db, USED_JTIS.c.jti_digest, USED_JTIS.c.expires_at < expired_before)
 
 
 async def delete_expired_admin_sessions(db, expired_before: int) -> int:
-    return await delete_in_batches(db, admin_sessions.c.cookie_digest, admin_sessions.c.expires_at < expired_before)
+    return await delete_in_batches(db, ADMIN_SESSIONS.c.cookie_digest, ADMIN_SESSIONS.c.expires_at < expired_before)
 
 
 async def delete_finished_failure_windows(db, expired_before: int) -> int:
@@ -169,13 +158,13 @@ async def delete_finished_failure_windows(db, expired_before: int) -> int:
     failure starts a new window anyway."""
     from op_proxy.clients.throttle import WINDOW
 
-    return await delete_in_batches(db, client_auth_failures.c.client_id,
-                                   client_auth_failures.c.window_started_at < expired_before - WINDOW)
+    return await delete_in_batches(db, CLIENT_AUTH_FAILURES.c.client_id,
+                                   CLIENT_AUTH_FAILURES.c.window_started_at < expired_before - WINDOW)
 
 
 async def delete_audit_events_before(db, recorded_before: int) -> int:
     """Audit events past ``[audit] retention_days``."""
-    return await delete_in_batches(db, audit_events.c.id, audit_events.c.at < recorded_before)
+    return await delete_in_batches(db, AUDIT_EVENTS.c.id, AUDIT_EVENTS.c.at < recorded_before)
 
 
 # -- all of them -------------------------------------------------------------------------------------------

@@ -19,23 +19,10 @@ from sqlalchemy import bindparam, insert, select, update
 from op_proxy import audit
 from op_proxy.errors import InvalidGrant
 from op_proxy.storage.models import (
-    AccessToken,
-    Account,
-    AuditEvent,
-    AuthorizationCode,
     Client,
     Grant,
-    RefreshToken,
-    SsoSession,
 )
-
-CODES = AuthorizationCode.__table__
-GRANTS = Grant.__table__
-ACCOUNTS = Account.__table__
-ACCESS_TOKENS = AccessToken.__table__
-REFRESH_TOKENS = RefreshToken.__table__
-SSO_SESSIONS = SsoSession.__table__
-AUDIT_EVENTS = AuditEvent.__table__
+from op_proxy.storage.tables import ACCESS_TOKENS, ACCOUNTS, AUDIT_EVENTS, CODES, GRANTS, REFRESH_TOKENS, SSO_SESSIONS
 
 GRANT_COLUMNS = [column.label("grant__" + column.name) for column in GRANTS.c]
 

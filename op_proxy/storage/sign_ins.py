@@ -14,24 +14,8 @@ from dataclasses import dataclass, replace
 from sqlalchemy import bindparam, insert, select, update
 
 from op_proxy.security import random_token, seal, token_digest
-from op_proxy.storage.models import (
-    Account,
-    AuthorizationCode,
-    Consent,
-    Grant,
-    PendingLogin,
-    SsoSession,
-    UpstreamLogin,
-)
+from op_proxy.storage.tables import ACCOUNTS, CODES, CONSENTS, GRANTS, PENDING, SSO_SESSIONS, UPSTREAM_LOGINS
 from op_proxy.upstreams.base import Identity
-
-PENDING = PendingLogin.__table__
-ACCOUNTS = Account.__table__
-SSO_SESSIONS = SsoSession.__table__
-GRANTS = Grant.__table__
-CODES = AuthorizationCode.__table__
-CONSENTS = Consent.__table__
-UPSTREAM_LOGINS = UpstreamLogin.__table__
 
 
 @dataclass
