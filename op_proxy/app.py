@@ -12,6 +12,7 @@ from quart import Quart, redirect, request
 from op_proxy import branding, i18n, logs, web
 from op_proxy.clients.registry import seal_plaintext_api_secrets, sync_config_clients
 from op_proxy.config import Settings
+from op_proxy.http_connection import use_body_first_connections
 from op_proxy.services import Services
 from op_proxy.storage.housekeeping import purge_periodically
 from op_proxy.web import LANGUAGE_COOKIE, render_page, set_cookie
@@ -71,6 +72,7 @@ def create_app(settings: Settings) -> Quart:
 
     app = IssuerBoundQuart(__name__)
     app.issuer = settings.issuer
+    use_body_first_connections(app)
     # [errors] The language of every page, negotiated once per request, and the one family of errors
     # (op_proxy/errors.py) answered as a redirect, JSON or a page: web.py and provider/responses.py.
     web.negotiate_locale_per_request(app)

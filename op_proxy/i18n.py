@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextvars
 import io
+from collections.abc import Callable
 from pathlib import Path
 
 from babel import Locale
@@ -18,7 +19,8 @@ from babel.support import NullTranslations, Translations
 SUPPORTED_LOCALES = ("th", "en")
 TRANSLATIONS_DIR = Path(__file__).parent / "translations"
 
-_current_locale: contextvars.ContextVar[str] = contextvars.ContextVar("locale", default="th")
+# A locale, or how to negotiate it when first asked: most API calls never need one (see web.py).
+_current_locale: contextvars.ContextVar[str | Callable[[], str]] = contextvars.ContextVar("locale", default="th")
 
 
 def _load(locale: str) -> NullTranslations:
@@ -40,8 +42,16 @@ def set_locale(locale: str) -> None:
     _current_locale.set(locale if locale in SUPPORTED_LOCALES else SUPPORTED_LOCALES[0])
 
 
+def negotiate_when_needed(negotiate: Callable[[], str]) -> None:
+    """The locale is ``negotiate()``, called when something first asks for it."""
+    _current_locale.set(negotiate)
+
+
 def current_locale() -> str:
-    return _current_locale.get()
+    locale = _current_locale.get()
+    if callable(locale):
+        set_locale(locale := locale())
+    return locale
 
 
 def gettext(message: str, **variables) -> str:

@@ -60,22 +60,28 @@ def negotiate_locale_per_request(app) -> None:
 
     @app.before_request
     async def negotiate_locale():
-        ui_locales = None
         if request.endpoint in ENDPOINTS_TAKING_UI_LOCALES:
             source = await request.form if request.method == "POST" else request.args
-            ui_locales = source.get("ui_locales")
-        use_locale(ui_locales)
+            use_locale(source.get("ui_locales"))
+        else:
+            # Negotiated when first needed (a page, an error description): a token, userinfo or
+            # introspection call that succeeds never needs it.
+            this_request, default = request._get_current_object(), services().settings.server.default_locale
+            i18n.negotiate_when_needed(lambda: negotiated_locale(this_request, None, default))
 
 
 def use_locale(ui_locales: str | None = None) -> str:
     """The language of this request; called again only where a stored request's ``ui_locales`` is
     known (a pending sign-in)."""
-    chosen = request.args.get("lang") or request.cookies.get(LANGUAGE_COOKIE)
-    locale = i18n.negotiate_locale(ui_locales=ui_locales, chosen=chosen,
-                                   accept_language=request.accept_languages,
-                                   default=services().settings.server.default_locale)
+    locale = negotiated_locale(request, ui_locales, services().settings.server.default_locale)
     i18n.set_locale(locale)
     return locale
+
+
+def negotiated_locale(this_request, ui_locales: str | None, default: str) -> str:
+    chosen = this_request.args.get("lang") or this_request.cookies.get(LANGUAGE_COOKIE)
+    return i18n.negotiate_locale(ui_locales=ui_locales, chosen=chosen,
+                                 accept_language=this_request.accept_languages, default=default)
 
 
 def url_with(url: str, **params) -> str:

@@ -13,8 +13,9 @@ import subprocess
 import sys
 
 import httpx
+import pytest
 
-from op_proxy.keys.keyring import Keyring
+from op_proxy.keys.keyring import InvalidToken, Keyring
 from tests.support.rp import demo_id_token, discovery, verify_id_token
 from tests.support.server import ROOT
 
@@ -167,3 +168,25 @@ def test_another_keyring_on_the_same_directory_sees_a_rotation(tmp_path):
 
     assert server_side.signing_key().kid == rotated.kid
     assert {k.kid for k in server_side.published()} == {first.kid, rotated.kid}
+
+
+def test_a_token_checked_before_is_refused_once_its_key_is_withdrawn(tmp_path):
+    """Each process checks a token's signature once, then remembers it (a resource server asks about
+    the same access token many times): a remembered token must not outlive its key."""
+    keyring = Keyring(tmp_path / "keys", publish_ahead=600, max_token_lifetime=120)
+    keyring.ensure_signing_key()
+    token = keyring.sign({"sub": "someone"})
+    assert keyring.verify(token)[1] == {"sub": "someone"}
+    assert keyring.verify(token)[1] == {"sub": "someone"}  # remembered
+
+    header, payload, signature = token.split(".")
+    forged = payload[:-2] + ("AA" if payload[-2:] != "AA" else "BB")
+    for tampered in (f"{header}.{forged}.{signature}", f"{header}.{payload}.{signature[:-4]}AAAA"):
+        with pytest.raises(InvalidToken):
+            keyring.verify(tampered)
+
+    new = keyring.rotate(immediately=True)
+    assert keyring.verify(token)[1] == {"sub": "someone"}  # retired, still published for its tokens
+    keyring.prune(now=new.signs_from + 120)  # withdrawn: its file is gone
+    with pytest.raises(InvalidToken):
+        keyring.verify(token)

@@ -98,6 +98,8 @@ class Keyring:
         self._seen_mtime_ns: int | None = None
         self._secrets: dict[str, bytes] = {}
         self._jwks_cache: tuple | None = None  # (keys, valid until, published keys, JWKS bytes)
+        # Tokens whose signature was checked: token -> (kid, header, claims). See ``verify``.
+        self._verified: dict[str, tuple[str, dict, dict]] = {}
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -287,8 +289,28 @@ class Keyring:
         signature = key.private_key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
         return (signing_input + b"." + b64url(signature)).decode("ascii")
 
+    # A resource server introspects, or an application asks userinfo with, the same access token
+    # many times: its signature is checked once per process. A remembered token is still refused
+    # as soon as its key is no longer published (an emergency withdrawal); its claims (exp) and
+    # revocation are the caller's to check on every use. Only tokens we signed get in, and the
+    # oldest is forgotten first.
+    VERIFIED_TOKENS_KEPT = 4096
+
     def verify(self, token: str) -> tuple[dict, dict]:
         """Signature check only (callers check the claims): returns (header, claims)."""
+        if (known := self._verified.get(token)) is not None:
+            kid, header, claims = known
+            if any(k.kid == kid for k in self._published_now()[0]):
+                return dict(header), dict(claims)
+            del self._verified[token]
+            raise InvalidToken("unknown key")
+        header, claims = self._verify_signature(token)
+        if len(self._verified) >= self.VERIFIED_TOKENS_KEPT:
+            self._verified.pop(next(iter(self._verified), None), None)
+        self._verified[token] = (header["kid"], header, claims)
+        return dict(header), dict(claims)
+
+    def _verify_signature(self, token: str) -> tuple[dict, dict]:
         try:
             encoded_header, encoded_payload, encoded_signature = token.split(".")
             header = orjson.loads(b64url_decode(encoded_header))
