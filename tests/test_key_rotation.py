@@ -190,3 +190,11 @@ def test_a_token_checked_before_is_refused_once_its_key_is_withdrawn(tmp_path):
     keyring.prune(now=new.signs_from + 120)  # withdrawn: its file is gone
     with pytest.raises(InvalidToken):
         keyring.verify(token)
+
+
+def test_a_new_keys_directory_is_open_to_op_proxy_alone(tmp_path):
+    keyring = Keyring(tmp_path / "keys")
+    keyring.ensure_signing_key()
+    keyring.data_key()
+    assert (tmp_path / "keys").stat().st_mode & 0o777 == 0o700
+    assert {path.stat().st_mode & 0o777 for path in (tmp_path / "keys").iterdir()} == {0o600}

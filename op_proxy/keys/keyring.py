@@ -235,8 +235,13 @@ class Keyring:
                 removed.append(state.key.kid)
         return removed
 
+    def _make_directory(self) -> None:
+        # Private keys and secrets: only op-proxy's own user may list or enter the directory
+        # (its files are 0600 too). An existing directory keeps the mode its owner chose.
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+
     def _create(self, *, signs_from: int) -> SigningKey:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self._make_directory()
         created_ns = time.time_ns()
         now = created_ns // 1_000_000_000
         kid = time.strftime("%Y%m%d", time.gmtime(now)) + "-" + random_token(6)
@@ -267,7 +272,7 @@ class Keyring:
             return self._secrets[name]
         path = self.directory / name
         if not path.exists():
-            self.directory.mkdir(parents=True, exist_ok=True)
+            self._make_directory()
             temporary = path.with_suffix(f".{random_token(6)}.tmp")
             fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as handle:
