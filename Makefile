@@ -29,8 +29,12 @@ tests/peers/node_modules: tests/peers/package-lock.json
 
 peers: tests/peers/node_modules
 
+# The suite's modules on TEST_PROCESSES processes (pytest-xdist): most of its time is spent waiting
+# for servers, browsers and peers. A module stays in one process, with its shared server.
+TEST_PROCESSES ?= 2
+
 test: $(TESTING) peers
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_PROCESSES) --dist loadfile
 
 # Not part of `make test`. BENCH_ARGS="--quick" for a fast try, "--rounds 5" for more rounds.
 BENCHING := $(VENV)/.installed-bench
