@@ -37,7 +37,7 @@ from op_proxy.storage import sign_ins
 from op_proxy.storage.models import Client
 from op_proxy.storage.operations import get_client, write_audit
 from op_proxy.storage.sign_ins import AccountRecord, SessionRecord
-from op_proxy.upstreams.base import Identity, LoginFailed
+from op_proxy.upstreams.base import Connector, Identity, LoginFailed, PasswordConnector
 from op_proxy.web import client_ip, set_cookie, use_locale
 
 BROWSER_COOKIE = "op_browser"
@@ -116,9 +116,9 @@ async def allowed_upstreams(svc: Services, pending: PendingSignIn, client: Clien
     return [svc.connectors[name] for name in allowed if name in svc.connectors]
 
 
-def upstream_path(pending: PendingSignIn, connector) -> str:
+def upstream_path(pending: PendingSignIn, connector: Connector) -> str:
     """Where the person signs in at ``connector``: our own password form, or on the way to the upstream."""
-    if getattr(connector, "uses_password_form", False):
+    if isinstance(connector, PasswordConnector):
         return f"/login/{pending.id}/password/{connector.name}"
     return f"/login/{pending.id}/{connector.name}"
 
