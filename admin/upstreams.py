@@ -27,7 +27,6 @@ from op_proxy.upstreams.oidc import OidcConnector
 from op_proxy.web import render_page
 
 PROBE_TIMEOUT = 3.0  # seconds: a health page must answer even when every upstream is down
-TEST_FRONT_DOOR = AdminTestSignIn.front_door
 TEST_CLIENT_ID = ADMIN_TEST  # no such application: every upstream is allowed
 
 KIND_LABELS = {
@@ -154,7 +153,6 @@ def masked_profile(profile: dict) -> dict:
     return shown
 
 
-@flow.front_door(TEST_FRONT_DOOR)
 async def finish_admin_test(svc: Services, pending: PendingSignIn, signed_in):
     """The test sign-in worked: remember who came back, end the test session (the admin's browser
     must not stay signed in as the person tested), then on to the admin result page."""

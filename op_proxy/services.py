@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 from quart import current_app
@@ -21,6 +21,8 @@ class Services:
     minter: TokenMinter
     connectors: dict
     http: httpx.AsyncClient
+    # Who finishes each kind of sign-in (signin.flow.front_doors), named by create_app.
+    front_doors: dict = field(default_factory=dict)
 
     @classmethod
     def build(cls, settings: Settings) -> Services:

@@ -24,6 +24,7 @@ from op_proxy.i18n import gettext as _
 from op_proxy.security import random_token, seal, token_digest, unseal
 from op_proxy.services import Services
 from op_proxy.signin.pending import (
+    REQUEST_TYPES,
     AdminSignIn,
     PendingSignIn,
     SignInRequest,
@@ -61,16 +62,18 @@ class SignedIn:
         return token_digest(f"{self.account.upstream}:{self.account.upstream_subject}")
 
 
-# Front doors register how a finished sign-in is handed back to them ("oidc", "legacy", "admin" ...).
+# How a finished sign-in is handed back to the front door that began it: one finisher per kind of
+# request, named where the application is made (op_proxy/app.py) and held by the services.
 Finisher = Callable[[Services, PendingSignIn, SignedIn], Awaitable]
-FRONT_DOORS: dict[str, Finisher] = {}
+FrontDoors = dict[type[SignInRequest], Finisher]
 
 
-def front_door(name: str):
-    def register(finisher: Finisher) -> Finisher:
-        FRONT_DOORS[name] = finisher
-        return finisher
-    return register
+def front_doors(finishers: FrontDoors) -> FrontDoors:
+    """``finishers``, checked to finish every kind of request (at start-up, not when a person is back)."""
+    missing = [kind.__name__ for kind in REQUEST_TYPES.values() if kind not in finishers]
+    if missing:
+        raise ValueError(f"no front door finishes {', '.join(missing)}")
+    return finishers
 
 
 def browser_id() -> tuple[str, bool]:
@@ -249,7 +252,7 @@ async def record(svc: Services, pending: PendingSignIn, identity: Identity) -> S
 
 
 async def resume(svc: Services, pending: PendingSignIn, signed_in: SignedIn):
-    return await FRONT_DOORS[pending.request.front_door](svc, pending, signed_in)
+    return await svc.front_doors[type(pending.request)](svc, pending, signed_in)
 
 
 async def finish(svc: Services, pending: PendingSignIn, signed_in: SignedIn, answer=None, *,
