@@ -24,7 +24,7 @@ from op_proxy.signin import flow
 from op_proxy.signin.pending import PendingSignIn
 from op_proxy.storage import sign_ins
 from op_proxy.storage.sign_ins import UpstreamLoginRecord
-from op_proxy.upstreams.base import CallbackConnector, ConnectorData, LoginFailed, LoginHints
+from op_proxy.upstreams.base import CallbackConnector, Connector, ConnectorData, LoginFailed, LoginHints
 from op_proxy.web import client_ip, render_page, use_locale
 
 
@@ -147,7 +147,7 @@ def shown_error(error) -> str | None:
     return error if isinstance(error, str) and ERROR_CODE.fullmatch(error) else None
 
 
-async def upstream_failed(svc: Services, pending, login_id: str, connector, failure: LoginFailed):
+async def upstream_failed(svc: Services, pending, login_id: str, connector: Connector, failure: LoginFailed):
     """A translated page that says what happened, with a way back; an audit event; nothing created."""
     error = shown_error(failure.error)
     await audit.record(svc.db, "sign_in", outcome="failure", client_id=pending.client_id, upstream=connector.name,
@@ -155,7 +155,7 @@ async def upstream_failed(svc: Services, pending, login_id: str, connector, fail
     return await failure_page(login_id, connector, failure.reason, error)
 
 
-async def failure_page(login_id: str, connector, reason: str, error: str | None):
+async def failure_page(login_id: str, connector: Connector, reason: str, error: str | None):
     upstream = connector.display_name.get(i18n.current_locale()) or connector.name
     if reason not in FAILURE_MESSAGES:
         reason = "upstream_refused"
