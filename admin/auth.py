@@ -131,7 +131,6 @@ def sso_role(svc, upstream: str, groups) -> str | None:
 SSO_PREFIX = "sso:"
 
 
-@flow.front_door("admin")
 async def finish_admin_sign_in(svc, pending, signed_in):
     """Signed in through op-proxy itself: an admin (or viewer) if a configured group says so. The admin
     row is keyed on the person's account (one per upstream and upstream subject), never on a display

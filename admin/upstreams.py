@@ -23,10 +23,10 @@ from op_proxy.signin import flow
 from op_proxy.signin.pending import ADMIN_TEST, AdminTestSignIn, PendingSignIn, UpstreamTestResult
 from op_proxy.signin.sessions import account_by_sub, end_session
 from op_proxy.storage.models import AuditEvent
+from op_proxy.upstreams.oidc import OidcConnector
 from op_proxy.web import render_page
 
 PROBE_TIMEOUT = 3.0  # seconds: a health page must answer even when every upstream is down
-TEST_FRONT_DOOR = AdminTestSignIn.front_door
 TEST_CLIENT_ID = ADMIN_TEST  # no such application: every upstream is allowed
 
 KIND_LABELS = {
@@ -109,9 +109,9 @@ async def newest_sign_in(svc: Services, upstream: str, outcome: str) -> AuditEve
 
 
 async def reachability(svc: Services, connector, health: Health) -> None:
-    config = getattr(connector, "config", None)
-    if config is None:  # local: nothing on the network to ask
+    if not isinstance(connector, OidcConnector):  # local: nothing on the network to ask
         return
+    config = connector.config
     timeout = min(config.timeout, PROBE_TIMEOUT)
     health.discovery = await probe(svc.http, config.discovery_url, timeout)
     jwks_uri = config.endpoints.get("jwks_uri") or (health.discovery.body or {}).get("jwks_uri")
@@ -153,7 +153,6 @@ def masked_profile(profile: dict) -> dict:
     return shown
 
 
-@flow.front_door(TEST_FRONT_DOOR)
 async def finish_admin_test(svc: Services, pending: PendingSignIn, signed_in):
     """The test sign-in worked: remember who came back, end the test session (the admin's browser
     must not stay signed in as the person tested), then on to the admin result page."""
@@ -205,8 +204,8 @@ def attach(bp) -> None:
         """Starts a real sign-in at this upstream for the admin's own browser."""
         svc = services()
         connector = connector_or_404(svc, name)
-        config = getattr(connector, "config", None)
-        if config is not None:  # no point sending the admin to an upstream that cannot be reached
+        if isinstance(connector, OidcConnector):  # no point sending the admin to an upstream that cannot be reached
+            config = connector.config
             discovery = await probe(svc.http, config.discovery_url, min(config.timeout, PROBE_TIMEOUT))
             if discovery.state != "ok":
                 message = _("Its discovery document could not be fetched (%(detail)s).",

@@ -56,6 +56,8 @@ class IssuerBoundQuart(Quart):
 
 def create_app(settings: Settings) -> Quart:
     import admin
+    from admin import auth as admin_auth
+    from admin import upstreams as admin_upstreams
     from op_proxy import operations
     from op_proxy.legacy import routes as legacy
     from op_proxy.provider import (
@@ -68,7 +70,8 @@ def create_app(settings: Settings) -> Quart:
         token,
         userinfo,
     )
-    from op_proxy.signin import callbacks, pages
+    from op_proxy.signin import callbacks, flow, pages
+    from op_proxy.signin.pending import AdminSignIn, AdminTestSignIn, LegacyRequest, OidcRequest
 
     app = IssuerBoundQuart(__name__)
     app.issuer = settings.issuer
@@ -80,6 +83,13 @@ def create_app(settings: Settings) -> Quart:
     app.jinja_env.add_extension("jinja2.ext.i18n")
     app.jinja_env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)
     app.extensions["op_proxy"] = svc = Services.build(settings)
+    # One sign-in flow, and where each kind of sign-in goes back to once the person has signed in.
+    svc.front_doors = flow.front_doors({
+        OidcRequest: finish.finish_oidc,  # a code (or an error) for the application
+        LegacyRequest: legacy.finish_legacy,  # ?token= or the PHP session
+        AdminSignIn: admin_auth.finish_admin_sign_in,  # into the admin panel
+        AdminTestSignIn: admin_upstreams.finish_admin_test,  # an administrator's test of an upstream
+    })
     for module in (discovery, authorize, finish, token, userinfo, introspection, logout, pages, legacy, operations):
         app.register_blueprint(module.blueprint)
     callbacks.register(app, svc.connectors)

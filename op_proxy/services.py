@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 from quart import current_app
@@ -11,6 +11,7 @@ from op_proxy.config import Settings
 from op_proxy.keys import Keyring
 from op_proxy.storage import Database
 from op_proxy.tokens.minting import TokenMinter
+from op_proxy.upstreams.base import Connector
 
 
 @dataclass
@@ -19,8 +20,10 @@ class Services:
     db: Database
     keyring: Keyring
     minter: TokenMinter
-    connectors: dict
+    connectors: dict[str, Connector]
     http: httpx.AsyncClient
+    # Who finishes each kind of sign-in (signin.flow.front_doors), named by create_app.
+    front_doors: dict = field(default_factory=dict)
 
     @classmethod
     def build(cls, settings: Settings) -> Services:

@@ -62,7 +62,6 @@ async def login():
     return await flow.start(svc, sign_in, signed_in=signed_in if accepted else None)
 
 
-@flow.front_door("legacy")
 async def finish_legacy(svc: Services, pending: PendingSignIn, signed_in: SignedIn):
     client = await find_client(svc.db, pending.client_id)
     if client is None:

@@ -87,7 +87,6 @@ async def enabled_client(svc: Services, client_id: str) -> Client:
     return client
 
 
-@flow.front_door("oidc")
 async def finish_oidc(svc: Services, pending: PendingSignIn, signed_in: SignedIn):
     sign_in = pending.request
     client = await enabled_client(svc, pending.client_id)

@@ -18,6 +18,7 @@ from op_proxy.services import Services, services
 from op_proxy.signin.upstream_session import refresh_at_upstream
 from op_proxy.storage import operations
 from op_proxy.storage.models import Client, Grant
+from op_proxy.upstreams.base import RefreshingConnector
 from op_proxy.web import client_ip
 
 blueprint = Blueprint("token", __name__)
@@ -128,7 +129,7 @@ async def refresh_token_grant(svc: Services, client: Client, form) -> dict:
 
     def needs_upstream(upstream: str | None, has_refresh_token: bool) -> bool:
         # Dex-style: the upstream is asked whether the person is still good there, when it can be.
-        return has_refresh_token and hasattr(svc.connectors.get(upstream), "refresh")
+        return has_refresh_token and isinstance(svc.connectors.get(upstream), RefreshingConnector)
 
     def audit_for(event, outcome, grant):
         if event == "tokens_issued":

@@ -1,34 +1,36 @@
-"""The upstream callback: one path per upstream (mix-up defence), each finishing the sign-in flow.
+"""The upstream leg of a sign-in: sending the person to a callback connector's upstream, and its
+callback (one path per upstream: mix-up defence), which finishes the sign-in flow.
 
-What we expect back (state, nonce, PKCE verifier, and which upstream) was kept in the database when
-the person left, so any op-proxy process can take the callback, and a state works once only.
+The flow makes the ``state``; the connector puts it in its URL and says what else to keep
+(``ConnectorData``). Both, and which upstream, are kept in the database when the person leaves, so
+any op-proxy process can take the callback, and a state works once only.
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from urllib.parse import urlencode
 
-from quart import request
+from quart import redirect, request
 
 from op_proxy import audit, i18n
 from op_proxy.errors import PageError
 from op_proxy.i18n import N_
 from op_proxy.i18n import gettext as _
-from op_proxy.security import token_digest
+from op_proxy.security import random_token, token_digest
 from op_proxy.services import Services, services
 from op_proxy.signin import flow
+from op_proxy.signin.pending import PendingSignIn
 from op_proxy.storage import sign_ins
-from op_proxy.upstreams.base import LoginFailed
-from op_proxy.upstreams.oidc import UpstreamUnavailable
+from op_proxy.storage.sign_ins import UpstreamLoginRecord
+from op_proxy.upstreams.base import CallbackConnector, Connector, ConnectorData, LoginFailed, LoginHints
 from op_proxy.web import client_ip, render_page, use_locale
 
 
 def register(app, connectors: dict) -> None:
     for connector in connectors.values():
-        if connector.callback_path:
+        if isinstance(connector, CallbackConnector):
             app.add_url_rule(connector.callback_path, f"callback_{connector.name}", callback_for(connector.name),
                              methods=["GET", "POST"])
 
@@ -40,10 +42,27 @@ def callback_for(upstream: str):
     return callback
 
 
-async def remember_upstream_login(svc: Services, login_id: str, upstream: str, kept: dict) -> None:
+async def go_to_upstream(svc: Services, pending: PendingSignIn, connector: CallbackConnector):
+    """Send the person to ``connector``'s upstream with a fresh state, remembered for its callback."""
+    sign_in = pending.request
+    hints = LoginHints(login_hint=sign_in.login_hint, ui_locales=sign_in.ui_locales,
+                       prompt=tuple(sign_in.prompt or ()), max_age=sign_in.max_age)
+    state = random_token(24)
+    try:
+        url, data = await connector.login_url(state, hints)
+    except LoginFailed as failure:  # discovery unreachable, malformed ...
+        return await upstream_failed(svc, pending, pending.id, connector, failure)
+    await remember_upstream_login(svc, pending.id, connector.name, state, data)
+    return redirect(url, 303)
+
+
+# The connector's data as the ``upstream_logins`` row keeps it, and back: here and nowhere else.
+
+async def remember_upstream_login(svc: Services, login_id: str, upstream: str, state: str,
+                                  data: ConnectorData) -> None:
     now = int(time.time())
-    row = {"state_digest": token_digest(kept["state"]), "login_id": login_id, "upstream": upstream,
-           "nonce": kept.get("nonce"), "code_verifier": kept.get("code_verifier"), "created_at": now,
+    row = {"state_digest": token_digest(state), "login_id": login_id, "upstream": upstream,
+           "nonce": data.nonce, "code_verifier": data.code_verifier, "created_at": now,
            "expires_at": now + svc.settings.tokens.pending_login_lifetime}
 
     def operation(connection):
@@ -53,7 +72,11 @@ async def remember_upstream_login(svc: Services, login_id: str, upstream: str, k
     await svc.db.run(operation)
 
 
-async def consume_upstream_login(svc: Services, state: str | None):
+def connector_data(login: UpstreamLoginRecord) -> ConnectorData:
+    return ConnectorData(nonce=login.nonce, code_verifier=login.code_verifier)
+
+
+async def consume_upstream_login(svc: Services, state: str | None) -> UpstreamLoginRecord | None:
     """Atomically: a state answers one callback only (a replayed callback finds nothing)."""
     if not state:
         return None
@@ -102,25 +125,10 @@ async def finish_at_callback(svc: Services, upstream: str, params: dict):
     pending = flow.still_open(pending)
     connector = svc.connectors[upstream]
     try:
-        identity = await within_deadline(connector, connector.finish_login(
-            params, {"nonce": login.nonce, "code_verifier": login.code_verifier}))
+        identity = await connector.handle_callback(connector_data(login), params)
         return await flow.complete(svc, pending, identity)
     except LoginFailed as failure:
         return await upstream_failed(svc, pending, login.login_id, connector, failure)
-
-
-async def within_deadline(connector, asking):
-    """Everything one callback asks the upstream (token, keys, introspection, userinfo) shares one
-    deadline (``sign_in_deadline``), however many requests that takes; each request also has its own
-    ``timeout``."""
-    deadline = getattr(getattr(connector, "config", None), "sign_in_deadline", None)
-    if deadline is None:
-        return await asking
-    try:
-        async with asyncio.timeout(deadline):
-            return await asking
-    except TimeoutError:
-        raise UpstreamUnavailable(f"no answer within the sign-in deadline ({deadline:g} s)") from None
 
 
 FAILURE_MESSAGES = {
@@ -139,15 +147,15 @@ def shown_error(error) -> str | None:
     return error if isinstance(error, str) and ERROR_CODE.fullmatch(error) else None
 
 
-async def upstream_failed(svc: Services, pending, login_id: str, connector, failure: LoginFailed):
+async def upstream_failed(svc: Services, pending, login_id: str, connector: Connector, failure: LoginFailed):
     """A translated page that says what happened, with a way back; an audit event; nothing created."""
-    error = shown_error(getattr(failure, "error", None))
+    error = shown_error(failure.error)
     await audit.record(svc.db, "sign_in", outcome="failure", client_id=pending.client_id, upstream=connector.name,
-                       ip=client_ip(), reason=failure.reason, error=error, detail=getattr(failure, "detail", None))
+                       ip=client_ip(), reason=failure.reason, error=error, detail=failure.detail)
     return await failure_page(login_id, connector, failure.reason, error)
 
 
-async def failure_page(login_id: str, connector, reason: str, error: str | None):
+async def failure_page(login_id: str, connector: Connector, reason: str, error: str | None):
     upstream = connector.display_name.get(i18n.current_locale()) or connector.name
     if reason not in FAILURE_MESSAGES:
         reason = "upstream_refused"

@@ -24,6 +24,7 @@ from op_proxy.i18n import gettext as _
 from op_proxy.security import random_token, seal, token_digest, unseal
 from op_proxy.services import Services
 from op_proxy.signin.pending import (
+    REQUEST_TYPES,
     AdminSignIn,
     PendingSignIn,
     SignInRequest,
@@ -37,7 +38,7 @@ from op_proxy.storage import sign_ins
 from op_proxy.storage.models import Client
 from op_proxy.storage.operations import get_client, write_audit
 from op_proxy.storage.sign_ins import AccountRecord, SessionRecord
-from op_proxy.upstreams.base import Identity, LoginFailed
+from op_proxy.upstreams.base import Connector, Identity, LoginFailed, PasswordConnector
 from op_proxy.web import client_ip, set_cookie, use_locale
 
 BROWSER_COOKIE = "op_browser"
@@ -61,16 +62,18 @@ class SignedIn:
         return token_digest(f"{self.account.upstream}:{self.account.upstream_subject}")
 
 
-# Front doors register how a finished sign-in is handed back to them ("oidc", "legacy", "admin" ...).
+# How a finished sign-in is handed back to the front door that began it: one finisher per kind of
+# request, named where the application is made (op_proxy/app.py) and held by the services.
 Finisher = Callable[[Services, PendingSignIn, SignedIn], Awaitable]
-FRONT_DOORS: dict[str, Finisher] = {}
+FrontDoors = dict[type[SignInRequest], Finisher]
 
 
-def front_door(name: str):
-    def register(finisher: Finisher) -> Finisher:
-        FRONT_DOORS[name] = finisher
-        return finisher
-    return register
+def front_doors(finishers: FrontDoors) -> FrontDoors:
+    """``finishers``, checked to finish every kind of request (at start-up, not when a person is back)."""
+    missing = [kind.__name__ for kind in REQUEST_TYPES.values() if kind not in finishers]
+    if missing:
+        raise ValueError(f"no front door finishes {', '.join(missing)}")
+    return finishers
 
 
 def browser_id() -> tuple[str, bool]:
@@ -116,9 +119,9 @@ async def allowed_upstreams(svc: Services, pending: PendingSignIn, client: Clien
     return [svc.connectors[name] for name in allowed if name in svc.connectors]
 
 
-def upstream_path(pending: PendingSignIn, connector) -> str:
+def upstream_path(pending: PendingSignIn, connector: Connector) -> str:
     """Where the person signs in at ``connector``: our own password form, or on the way to the upstream."""
-    if getattr(connector, "uses_password_form", False):
+    if isinstance(connector, PasswordConnector):
         return f"/login/{pending.id}/password/{connector.name}"
     return f"/login/{pending.id}/{connector.name}"
 
@@ -249,7 +252,7 @@ async def record(svc: Services, pending: PendingSignIn, identity: Identity) -> S
 
 
 async def resume(svc: Services, pending: PendingSignIn, signed_in: SignedIn):
-    return await FRONT_DOORS[pending.request.front_door](svc, pending, signed_in)
+    return await svc.front_doors[type(pending.request)](svc, pending, signed_in)
 
 
 async def finish(svc: Services, pending: PendingSignIn, signed_in: SignedIn, answer=None, *,

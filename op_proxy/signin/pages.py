@@ -9,9 +9,9 @@ from op_proxy.errors import PageError
 from op_proxy.i18n import gettext as _
 from op_proxy.services import Services, services
 from op_proxy.signin import flow
-from op_proxy.signin.callbacks import failure_page, remember_upstream_login, shown_error, upstream_failed
+from op_proxy.signin.callbacks import failure_page, go_to_upstream, shown_error, upstream_failed
 from op_proxy.signin.pending import PendingSignIn
-from op_proxy.upstreams.base import LoginFailed
+from op_proxy.upstreams.base import LoginFailed, PasswordConnector
 from op_proxy.web import client_ip, render_page
 
 blueprint = Blueprint("signin", __name__)
@@ -44,19 +44,9 @@ async def start_upstream(login_id: str, upstream: str):
     svc = services()
     pending = await flow.load(svc, login_id)
     connector = await allowed_connector(svc, pending, upstream)
-    if getattr(connector, "uses_password_form", False):
+    if isinstance(connector, PasswordConnector):
         return redirect(flow.upstream_path(pending, connector), 303)
-    sign_in = pending.request
-    hints = {"login_hint": sign_in.login_hint or "", "ui_locales": sign_in.ui_locales,
-             # An app demanding a fresh sign-in (prompt=login, max_age) demands it of the upstream too.
-             "prompt": " ".join(sign_in.prompt or ()), "max_age": sign_in.max_age}
-    try:
-        start = await connector.start_login(login_id, hints)
-    except LoginFailed as failure:  # discovery unreachable, malformed ...
-        return await upstream_failed(svc, pending, login_id, connector, failure)
-    if start.kept.get("state"):
-        await remember_upstream_login(svc, login_id, connector.name, start.kept)
-    return redirect(start.redirect_url, 303)
+    return await go_to_upstream(svc, pending, connector)
 
 
 async def allowed_connector(svc: Services, pending: PendingSignIn, upstream: str):
@@ -100,7 +90,7 @@ async def password_form(login_id: str, upstream: str):
     connector = next((u for u in upstreams if u.name == upstream), None)
     if connector is None:
         raise not_available()
-    if not getattr(connector, "uses_password_form", False):
+    if not isinstance(connector, PasswordConnector):
         raise PageError(_("Sign-in method not available"), _("This sign-in method has no password form."), 404)
     page = {"login_id": login_id, "upstream": connector, "client": client if client and client.enabled else None,
             "choose_another": len(upstreams) > 1 and not pending.request.idp_hint}
@@ -108,7 +98,7 @@ async def password_form(login_id: str, upstream: str):
         return await render_page("password.html", username=pending.request.login_hint or "", error=None, **page)
     form = (await request.form).to_dict()
     try:
-        identity = await connector.finish_login(form, {})
+        identity = await connector.login(form.get("username", ""), form.get("password", ""))
     except LoginFailed:
         await audit.record(svc.db, "sign_in", outcome="failure", client_id=pending.client_id,
                            upstream=connector.name, ip=client_ip(), reason="wrong_password",
@@ -126,10 +116,11 @@ async def answer_again(svc: Services, pending: PendingSignIn | None, upstream: s
     way): the same answer again, if the password proves it is the same person (flow.replay)."""
     answer = flow.kept_answer(svc, pending)
     connector = svc.connectors.get(upstream)
-    if answer is None or not getattr(connector, "uses_password_form", False):
+    if answer is None or not isinstance(connector, PasswordConnector):
         return None
+    form = await request.form
     try:
-        identity = await connector.finish_login((await request.form).to_dict(), {})
+        identity = await connector.login(form.get("username", ""), form.get("password", ""))
     except LoginFailed:
         return None
     return await flow.replay(svc, answer, identity)

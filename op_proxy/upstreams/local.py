@@ -1,36 +1,28 @@
 """``local``: people defined in the config file with argon2-hashed passwords (development, demos,
-tests; like Dex's static passwords). The "upstream login page" is our own password form."""
+tests; like Dex's static passwords). They type their password into op-proxy's own password form."""
 
 from __future__ import annotations
 
 from op_proxy.config import UpstreamSettings
 from op_proxy.security import hash_secret, random_token, verify_secret
-from op_proxy.upstreams.base import Identity, LoginFailed, LoginStart
+from op_proxy.upstreams.base import Identity, LoginFailed, PasswordConnector
 
 # Checked when the username is unknown, so a wrong username costs as long as a wrong password.
 _DUMMY_HASH = hash_secret(random_token())
 
 
-class LocalConnector:
+class LocalConnector(PasswordConnector):
     kind = "local"
-    uses_password_form = True
-
-    callback_path = None
 
     def __init__(self, settings: UpstreamSettings, **_context):
         self.name = settings.name
         self.display_name = settings.display_name
         self.users = {user.username: user for user in settings.users}
 
-    async def start_login(self, login_id: str, hints: dict[str, str]) -> LoginStart:
-        return LoginStart(redirect_url=f"/login/{login_id}/password/{self.name}")
-
-    async def finish_login(self, response: dict[str, str], kept: dict) -> Identity:
-        username = (response.get("username") or "").strip()
-        password = response.get("password") or ""
+    async def login(self, username: str, password: str) -> Identity:
+        username = username.strip()
         user = self.users.get(username)
         valid = await verify_secret(user.password_hash if user else _DUMMY_HASH, password)
         if user is None or not valid:
             raise LoginFailed("wrong_password")
         return Identity(upstream=self.name, subject=username, profile=dict(user.claims), acr="1", amr=["pwd"])
-

@@ -1,7 +1,8 @@
 """``oidc``: any OpenID Provider, driven by its discovery document (Google, PSU SSO, Microsoft,
 Auth0, Okta). What differs between providers is configuration, never code (UPSTREAMS.md item 10).
 
-The upstream leg follows RFC 9700 for a client: state, nonce and PKCE S256; the ID token is
+The upstream leg follows RFC 9700 for a client: state (the sign-in flow's), nonce and PKCE S256
+(this connector's, kept by the flow as ``ConnectorData`` until the callback); the ID token is
 verified even though it came from the token endpoint over TLS (signature with the upstream's JWKS
 or, for HS*, the client secret; ``iss``, ``aud``, ``azp``, ``exp``, ``nonce``); an ``iss`` response
 parameter is checked where sent (RFC 9207); a userinfo ``sub`` must be the ID token's; and where
@@ -11,6 +12,7 @@ same ``sub`` (RFC 7662; ThaID's introspection endpoint is not in its discovery, 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -24,7 +26,18 @@ from jwcrypto.common import JWException
 
 from op_proxy.config import OidcUpstreamSettings, UpstreamSettings
 from op_proxy.security import base64url_sha256, random_token
-from op_proxy.upstreams.base import Identity, LoginFailed, LoginStart
+from op_proxy.upstreams.base import (
+    CallbackConnector,
+    ConnectorData,
+    Identity,
+    LoggingOutConnector,
+    LoginFailed,
+    LoginHints,
+    RefreshingConnector,
+    UpstreamError,
+    UpstreamRefused,
+    UpstreamUnavailable,
+)
 
 log = logging.getLogger("op_proxy.upstreams")
 
@@ -50,30 +63,6 @@ def upstream_auth_time(claims: dict) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
-class UpstreamUnavailable(LoginFailed):
-    """Discovery, token or JWKS request failed: the upstream is down, slow or answered 5xx."""
-
-    def __init__(self, detail: str):
-        super().__init__("upstream_unavailable")
-        self.detail = detail
-
-
-class UpstreamRefused(LoginFailed):
-    """The upstream's answer did not pass our checks; ``detail`` says which (for the log)."""
-
-    def __init__(self, detail: str):
-        super().__init__("upstream_refused")
-        self.detail = detail
-
-
-class UpstreamError(LoginFailed):
-    """The upstream sent an OAuth error to the callback (``user_denied``, ``duplicate_request`` ...)."""
-
-    def __init__(self, error: str, description: str | None):
-        super().__init__("cancelled" if error in ("access_denied", "user_denied") else "upstream_error")
-        self.error, self.description = error, description
-
-
 def check_sizes(claims: dict) -> None:
     """Every claim kept or passed on within bounds (the names only reach the log, never the values)."""
     for name, value in claims.items():
@@ -86,9 +75,8 @@ def check_sizes(claims: dict) -> None:
             raise UpstreamRefused(f"claim {name[:64]!r} is longer than {MAX_CLAIM_CHARS} characters")
 
 
-class OidcConnector:
+class OidcConnector(CallbackConnector, RefreshingConnector, LoggingOutConnector):
     kind = "oidc"
-    uses_password_form = False
 
     def __init__(self, settings: UpstreamSettings, *, issuer: str, http: httpx.AsyncClient):
         assert settings.oidc is not None
@@ -187,50 +175,61 @@ class OidcConnector:
 
     # -- the connector interface --------------------------------------------------------------------
 
-    async def start_login(self, login_id: str, hints: dict[str, str]) -> LoginStart:
+    async def login_url(self, state: str, hints: LoginHints) -> tuple[str, ConnectorData]:
         metadata = await self.metadata()
-        state = random_token(24)
-        kept = {"state": state, "nonce": None, "code_verifier": None}
+        nonce = random_token(24) if self.config.use_nonce else None
+        code_verifier = random_token(48) if self.config.use_pkce else None
         params = {"response_type": "code", "client_id": self.config.client_id,
                   "redirect_uri": self.redirect_uri, "scope": " ".join(self.config.scopes), "state": state,
                   **self.config.authorize_params}
-        if self.config.use_nonce:
-            kept["nonce"] = params["nonce"] = random_token(24)
-        if self.config.use_pkce:
-            kept["code_verifier"] = random_token(48)
-            params.update(code_challenge=base64url_sha256(kept["code_verifier"]), code_challenge_method="S256")
-        if hints.get("login_hint"):
-            params["login_hint"] = hints["login_hint"]
-        if hints.get("ui_locales"):
-            params["ui_locales"] = hints["ui_locales"]
+        if nonce:
+            params["nonce"] = nonce
+        if code_verifier:
+            params.update(code_challenge=base64url_sha256(code_verifier), code_challenge_method="S256")
+        if hints.login_hint:
+            params["login_hint"] = hints.login_hint
+        if hints.ui_locales:
+            params["ui_locales"] = hints.ui_locales
         if self.config.forward_prompt:
             self.ask_for_reauthentication(params, hints)
         separator = "&" if "?" in metadata["authorization_endpoint"] else "?"
-        return LoginStart(metadata["authorization_endpoint"] + separator + urlencode(params), kept)
+        return (metadata["authorization_endpoint"] + separator + urlencode(params),
+                ConnectorData(nonce=nonce, code_verifier=code_verifier))
 
     @staticmethod
-    def ask_for_reauthentication(params: dict, hints: dict) -> None:
+    def ask_for_reauthentication(params: dict, hints: LoginHints) -> None:
         """An app's demand for a fresh sign-in (OIDC Core §3.1.2.1), passed on: the person signs in
         again at the upstream too, not through its still-open session. Other prompt values are ours
         (none is answered by op-proxy, consent asked by it); a configured prompt (Google's
         select_account) is kept, prompt being a space-separated list."""
-        if "login" in (hints.get("prompt") or "").split():
+        if "login" in hints.prompt:
             params["prompt"] = " ".join(dict.fromkeys([*params.get("prompt", "").split(), "login"]))
-        if hints.get("max_age") is not None:
-            params["max_age"] = str(hints["max_age"])
+        if hints.max_age is not None:
+            params["max_age"] = str(hints.max_age)
 
-    async def finish_login(self, response: dict[str, str], kept: dict) -> Identity:
-        if response.get("error"):
-            raise UpstreamError(response["error"], response.get("error_description"))
+    async def handle_callback(self, data: ConnectorData, params: dict[str, str]) -> Identity:
+        """Everything one callback asks the upstream (token, keys, introspection, userinfo) shares one
+        deadline (``sign_in_deadline``), however many requests that takes; each request also has its
+        own ``timeout``."""
+        deadline = self.config.sign_in_deadline
+        try:
+            async with asyncio.timeout(deadline):
+                return await self.signed_in_person(data, params)
+        except TimeoutError:
+            raise UpstreamUnavailable(f"no answer within the sign-in deadline ({deadline:g} s)") from None
+
+    async def signed_in_person(self, data: ConnectorData, params: dict[str, str]) -> Identity:
+        if params.get("error"):
+            raise UpstreamError(params["error"], params.get("error_description"))
         metadata = await self.metadata()
-        self.check_iss_parameter(response, metadata)
-        if not response.get("code"):
+        self.check_iss_parameter(params, metadata)
+        if not params.get("code"):
             raise UpstreamRefused("the callback has neither code nor error")
-        form = {"grant_type": "authorization_code", "code": response["code"], "redirect_uri": self.redirect_uri}
-        if kept.get("code_verifier"):
-            form["code_verifier"] = kept["code_verifier"]
+        form = {"grant_type": "authorization_code", "code": params["code"], "redirect_uri": self.redirect_uri}
+        if data.code_verifier:
+            form["code_verifier"] = data.code_verifier
         tokens = await self.token_request(metadata, form)
-        claims = await self.verify_id_token(tokens.get("id_token"), kept.get("nonce"))
+        claims = await self.verify_id_token(tokens.get("id_token"), data.nonce)
         if self.config.introspect_at_sign_in:
             await self.check_token_is_active(metadata, tokens.get("access_token"), claims["sub"])
         return self.identity(await self.with_userinfo(metadata, claims, tokens), tokens)
