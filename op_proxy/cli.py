@@ -181,39 +181,32 @@ def build_parser() -> argparse.ArgumentParser:
     add.set_defaults(run=clients_add)
     clients.add_parser("list", help="list applications (id, auth method, source, name)").set_defaults(
         run=clients_list)
-    show = clients.add_parser("show", help="one application's settings")
-    show.add_argument("client_id", help="the application's client_id")
-    show.set_defaults(run=clients_show)
-    rotate = clients.add_parser("rotate-secret", help="new client secret, printed once")
-    rotate.add_argument("client_id", help="the application's client_id")
-    rotate.set_defaults(run=clients_rotate_secret)
-    legacy_key = clients.add_parser("rotate-legacy-key", help="new HS256 key of a query_token client, printed once")
-    legacy_key.add_argument("client_id", help="the query_token application's client_id")
-    legacy_key.set_defaults(run=clients_rotate_legacy_key)
+    naming_one(clients, "show", "one application's settings", clients_show,
+               "client_id", "the application's client_id")
+    naming_one(clients, "rotate-secret", "new client secret, printed once", clients_rotate_secret,
+               "client_id", "the application's client_id")
+    naming_one(clients, "rotate-legacy-key", "new HS256 key of a query_token client, printed once",
+               clients_rotate_legacy_key, "client_id", "the query_token application's client_id")
     hash_client_secret = clients.add_parser(
         "hash-secret", help="the digest of a random client secret, for client_secret_hash in the config")
     hash_client_secret.add_argument("--generate", action="store_true",
                                     help="make the secret too (printed once, with its digest)")
     hash_client_secret.set_defaults(run=clients_hash_secret)
-    remove = clients.add_parser("remove", help="delete an application")
-    remove.add_argument("client_id", help="the application's client_id: its tokens and consents end (one of the "
-                                               "config file is removed from the file instead)")
-    remove.set_defaults(run=clients_remove)
+    naming_one(clients, "remove", "delete an application", clients_remove,
+               "client_id", "the application's client_id: its tokens and consents end (one of the config file "
+                            "is removed from the file instead)")
 
     admins = commands.add_parser("admins", help="people who run the admin panel").add_subparsers(
         title="admins commands")
-    create_admin_cmd = admins.add_parser("create", help="make an admin (asks for the password)")
-    create_admin_cmd.add_argument("username", help="the name the admin signs in with")
+    create_admin_cmd = naming_one(admins, "create", "make an admin (asks for the password)", admins_create,
+                                  "username", "the name the admin signs in with")
     create_admin_cmd.add_argument("--role", choices=["admin", "viewer"], default="admin",
                                   help="admin (default) changes things; viewer only looks")
-    create_admin_cmd.set_defaults(run=admins_create)
     admins.add_parser("list", help="every admin, role, lock and last sign-in").set_defaults(run=admins_list)
-    remove_admin_cmd = admins.add_parser("remove", help="remove an admin and end their sessions")
-    remove_admin_cmd.add_argument("username", help="the admin's name")
-    remove_admin_cmd.set_defaults(run=admins_remove)
-    unlock_admin_cmd = admins.add_parser("unlock", help="lift a lock left by wrong passwords")
-    unlock_admin_cmd.add_argument("username", help="the admin's name")
-    unlock_admin_cmd.set_defaults(run=admins_unlock)
+    naming_one(admins, "remove", "remove an admin and end their sessions", admins_remove,
+               "username", "the admin's name")
+    naming_one(admins, "unlock", "lift a lock left by wrong passwords", admins_unlock,
+               "username", "the admin's name")
 
     users = commands.add_parser("users", help="the users table of the PHP session mode").add_subparsers(
         title="users commands")
@@ -239,6 +232,14 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "person chose (generated ones: clients hash-secret)")
     hp.set_defaults(run=hash_password)
     return parser
+
+
+def naming_one(commands, name: str, help: str, run, argument: str, argument_help: str) -> argparse.ArgumentParser:
+    """A command that acts on the one application or admin its one argument names."""
+    command = commands.add_parser(name, help=help)
+    command.add_argument(argument, help=argument_help)
+    command.set_defaults(run=run)
+    return command
 
 
 def positive_int(text: str) -> int:

@@ -59,6 +59,15 @@ class Refusal(Exception):
     page_title: ClassVar[str] = N_("Request refused")
     page_message: ClassVar[str] = N_("This address cannot answer that request (%(error)s). Go back and try again.")
 
+    def __init_subclass__(cls, *, error: str | None = None, status: int | None = None, **kwargs):
+        """A code and its status, said where the class is named: ``class SlowDown(Refusal, error="slow_down",
+        status=429): ...``."""
+        super().__init_subclass__(**kwargs)
+        if error is not None:
+            cls.error = error
+        if status is not None:
+            cls.status = status
+
     def __init__(self, description: str = "", *, status: int | None = None, headers: dict | None = None):
         self.description = error_description(description)
         super().__init__(f"{self.error}: {self.description}")
@@ -90,46 +99,22 @@ class Refusal(Exception):
 
 # -- RFC 6749 §4.1.2.1 (authorization) and §5.2 (token) ----------------------------------------------
 
-class InvalidRequest(Refusal):
-    error = "invalid_request"
+class InvalidRequest(Refusal, error="invalid_request"): ...
+class InvalidGrant(Refusal, error="invalid_grant"): ...
+class UnauthorizedClient(Refusal, error="unauthorized_client"): ...
+class UnsupportedGrantType(Refusal, error="unsupported_grant_type"): ...
+class UnsupportedResponseType(Refusal, error="unsupported_response_type"): ...
+class InvalidScope(Refusal, error="invalid_scope"): ...
+class AccessDenied(Refusal, error="access_denied"): ...
 
 
-class InvalidClient(Refusal):
-    error = "invalid_client"
-    status = 401
-
+class InvalidClient(Refusal, error="invalid_client", status=401):
     def __init__(self, description: str = "client authentication failed"):
         # RFC 6749 §5.2: 401 with WWW-Authenticate naming the scheme the client may use.
         super().__init__(description, headers={"WWW-Authenticate": f'Basic realm="{REALM}", charset="UTF-8"'})
 
 
-class InvalidGrant(Refusal):
-    error = "invalid_grant"
-
-
-class UnauthorizedClient(Refusal):
-    error = "unauthorized_client"
-
-
-class UnsupportedGrantType(Refusal):
-    error = "unsupported_grant_type"
-
-
-class UnsupportedResponseType(Refusal):
-    error = "unsupported_response_type"
-
-
-class InvalidScope(Refusal):
-    error = "invalid_scope"
-
-
-class AccessDenied(Refusal):
-    error = "access_denied"
-
-
-class TemporarilyUnavailable(Refusal):
-    error = "temporarily_unavailable"
-    status = 503
+class TemporarilyUnavailable(Refusal, error="temporarily_unavailable", status=503):
     page_title = N_("Temporarily unavailable")
 
 
@@ -146,47 +131,23 @@ class DatabaseUnavailable(TemporarilyUnavailable):
 
 # -- RFC 6750 §3.1 (bearer tokens, at the UserInfo endpoint) -----------------------------------------
 
-class InvalidToken(Refusal):
-    error = "invalid_token"
-    status = 401
-
-
-class InsufficientScope(Refusal):
-    error = "insufficient_scope"
-    status = 403
+class InvalidToken(Refusal, error="invalid_token", status=401): ...
+class InsufficientScope(Refusal, error="insufficient_scope", status=403): ...
 
 
 # -- OIDC Core §3.1.2.6 ------------------------------------------------------------------------------
 
-class InteractionRequired(Refusal):
-    error = "interaction_required"
-
-
-class LoginRequired(Refusal):
-    error = "login_required"
-
-
-class ConsentRequired(Refusal):
-    error = "consent_required"
-
-
-class RequestNotSupported(Refusal):
-    error = "request_not_supported"
-
-
-class RequestUriNotSupported(Refusal):
-    error = "request_uri_not_supported"
+class InteractionRequired(Refusal, error="interaction_required"): ...
+class LoginRequired(Refusal, error="login_required"): ...
+class ConsentRequired(Refusal, error="consent_required"): ...
+class RequestNotSupported(Refusal, error="request_not_supported"): ...
+class RequestUriNotSupported(Refusal, error="request_uri_not_supported"): ...
 
 
 # -- RFC 7009 §2.2.1 and RFC 8628 §3.5 (the client-secret throttle answers it with 429) --------------
 
-class UnsupportedTokenType(Refusal):
-    error = "unsupported_token_type"
-
-
-class SlowDown(Refusal):
-    error = "slow_down"
-    status = 429
+class UnsupportedTokenType(Refusal, error="unsupported_token_type"): ...
+class SlowDown(Refusal, error="slow_down", status=429): ...
 
 
 # -- For people ---------------------------------------------------------------------------------------

@@ -14,10 +14,10 @@ from urllib.parse import urlencode
 
 import pytest
 from playwright.async_api import Error as PlaywrightError
-from playwright.async_api import Page, async_playwright, expect
+from playwright.async_api import Page, expect
 
 from tests.support.admin import create_admin
-from tests.support.browser import PHONE, Camera, add_client, launch, sign_in
+from tests.support.browser import PHONE, Camera, add_client, chromium, sign_in
 from tests.support.person import Arrival, Person
 from tests.support.rp import authlib_client, discovery, verify_id_token
 
@@ -30,10 +30,8 @@ ALREADY_EXISTS = "มีแอปพลิเคชันที่ใช้ clie
 
 @pytest.fixture(scope="module")
 async def browser():
-    async with async_playwright() as playwright:
-        chromium = await launch(playwright)
-        yield chromium
-        await chromium.close()
+    async with chromium() as started:
+        yield started
 
 
 @pytest.fixture

@@ -7,55 +7,27 @@ import pytest
 
 from op_proxy.config import ConfigError, load_settings
 from tests.support.admin import csrf_token
+from tests.support.local_upstream import local_upstream
 from tests.support.person import Page, Person
-from tests.support.server import DEMO_PASSWORD_HASH, free_port, write_config
+from tests.support.server import free_port, write_config
 
-STAFF = f"""
+STAFF = """
 [admin]
 sso_admin_groups = ["it-admins"]
 sso_viewer_groups = ["auditors"]
 sso_upstreams = ["staff"]
 
-[upstreams.staff]
-kind = "local"
-display_name = {{ th = "บุคลากร", en = "Staff" }}
-
-[[upstreams.staff.users]]
-username = "it.boss"
-password_hash = "{DEMO_PASSWORD_HASH}"
-claims = {{ name = "หัวหน้า ไอที", username = "it.boss", groups = ["it-admins"] }}
-
-[[upstreams.staff.users]]
-username = "auditor"
-password_hash = "{DEMO_PASSWORD_HASH}"
-claims = {{ name = "ผู้ตรวจ สอบ", username = "auditor", groups = ["auditors"] }}
-
-# Two people whose upstream happens to give them the same username claim.
-[[upstreams.staff.users]]
-username = "bob"
-password_hash = "{DEMO_PASSWORD_HASH}"
-claims = {{ name = "บ็อบ", username = "shared", groups = ["auditors"] }}
-
-[[upstreams.staff.users]]
-username = "alice"
-password_hash = "{DEMO_PASSWORD_HASH}"
-claims = {{ name = "อลิซ", username = "shared", groups = ["it-admins"] }}
-
-[[upstreams.staff.users]]
-username = "clerk"
-password_hash = "{DEMO_PASSWORD_HASH}"
-claims = {{ name = "เสมียน", username = "clerk", groups = ["staff"] }}
-
-# A self-service directory: people there choose their own groups.
-[upstreams.community]
-kind = "local"
-display_name = {{ th = "ชุมชน", en = "Community" }}
-
-[[upstreams.community.users]]
-username = "mallory"
-password_hash = "{DEMO_PASSWORD_HASH}"
-claims = {{ name = "มัลลอรี", username = "mallory", groups = ["it-admins"] }}
-"""
+""" + local_upstream("staff", {"th": "บุคลากร", "en": "Staff"}, {
+    "it.boss": {"name": "หัวหน้า ไอที", "username": "it.boss", "groups": ["it-admins"]},
+    "auditor": {"name": "ผู้ตรวจ สอบ", "username": "auditor", "groups": ["auditors"]},
+    # Two people whose upstream happens to give them the same username claim.
+    "bob": {"name": "บ็อบ", "username": "shared", "groups": ["auditors"]},
+    "alice": {"name": "อลิซ", "username": "shared", "groups": ["it-admins"]},
+    "clerk": {"name": "เสมียน", "username": "clerk", "groups": ["staff"]},
+}) + local_upstream("community", {"th": "ชุมชน", "en": "Community"}, {
+    # A self-service directory: people there choose their own groups.
+    "mallory": {"name": "มัลลอรี", "username": "mallory", "groups": ["it-admins"]},
+})
 
 
 def sign_in_to_panel(server, username: str) -> Person:
@@ -143,8 +115,8 @@ def test_someone_taken_out_of_the_admin_group_is_no_admin_any_more_even_in_an_op
 
     # The organisation moves Alice out of it-admins (here: her groups in the config) ...
     config = server.config_path.read_text(encoding="utf-8")
-    moved = config.replace('name = "อลิซ", username = "shared", groups = ["it-admins"]',
-                           'name = "อลิซ", username = "shared", groups = ["staff"]')
+    moved = config.replace('"name" = "อลิซ", "username" = "shared", "groups" = ["it-admins"]',
+                           '"name" = "อลิซ", "username" = "shared", "groups" = ["staff"]')
     assert moved != config
     server.config_path.write_text(moved, encoding="utf-8")
     server.stop()

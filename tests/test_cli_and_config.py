@@ -7,16 +7,12 @@ and an SQLite database of the test's own, as an admin would run it on a server.
 from __future__ import annotations
 
 import argparse
-import hmac
-import json
 import os
 import re
 import stat
 import subprocess
 import sys
-import threading
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import metadata
 from pathlib import Path
 
@@ -34,6 +30,7 @@ from tests.support.person import Arrival, Person
 from tests.support.rp import App, assert_error, authlib_client, discovery, verify_id_token
 from tests.support.server import DEMO_PASSWORD_HASH, ROOT, OpProxyServer, free_port, write_config
 from tests.support.stored import stored_values, table_names
+from tests.support.user_handler import UserHandlerApp
 
 APP_REDIRECT = "https://app.example.org/cb"
 
@@ -220,48 +217,9 @@ def test_a_public_client_is_registered_without_a_secret(site):
     assert '"token_endpoint_auth_method": "none"' in succeeded(site.run("clients", "show", "spa"))
 
 
-class AppUserApi:
-    """An application's user handler (the old gateway's contract): it answers only the X-API-SECRET it
-    was given, with its own record of the person and their role."""
-
-    def __init__(self, api_secret: str | None = None):
-        self.api_secret = api_secret
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/api/user-handler"
-        self.asked: list[str] = []
-        api = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                sent = self.headers.get("X-API-SECRET", "")
-                if not api.api_secret or not hmac.compare_digest(sent.encode(), api.api_secret.encode()):
-                    self.send_response(401)
-                    self.end_headers()
-                    return
-                api.asked.append(body["normalizedUser"]["username"])
-                data = json.dumps({"id": 7, "username": body["normalizedUser"]["username"],
-                                   "role": "editor"}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def app_api():
-    api = AppUserApi()
+    api = UserHandlerApp()
     yield api
     api.stop()
 
@@ -288,7 +246,7 @@ def test_an_app_registered_with_its_user_handler_gets_the_role_its_api_gives(sit
 
     claims = signed_in_claims(site, "hr", client_secret)
 
-    assert app_api.asked == ["demo"]
+    assert app_api.asked_about == ["demo"]
     assert claims["role"] == "editor" and claims["app_user"]["id"] == 7
 
 
@@ -302,7 +260,7 @@ def test_an_app_keeps_the_api_secret_it_already_has_when_registered_from_the_env
 
     assert app_api.api_secret not in output and "user handler API secret" not in output
     claims = signed_in_claims(site, "hr", printed_secret(output))
-    assert app_api.asked == ["demo"] and claims["role"] == "editor"
+    assert app_api.asked_about == ["demo"] and claims["role"] == "editor"
 
 
 @pytest.mark.parametrize("arguments, said", [

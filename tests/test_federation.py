@@ -5,12 +5,9 @@ A misbehaving upstream (a tampering proxy in front of ThaID) is refused every ti
 
 from __future__ import annotations
 
-import hmac
 import json
 import re
-import threading
 from html import unescape
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -31,6 +28,7 @@ from tests.support.upstream import (
     thaid_account,
     thaid_config,
 )
+from tests.support.user_handler import UserHandlerApp
 
 PID = "1100700000019"
 GMAIL = "somchai.jaidee@gmail.com"
@@ -42,44 +40,9 @@ UPSTREAM_SECRETS = {"THAID_SECRET": "thaid-client-secret", "PSU_SECRET": "psu-cl
                     "GOOGLE_SECRET": "google-client-secret"}
 
 
-class UserHandlerApp:
-    """The app's own user API (the old gateway's contract), checking X-API-SECRET in constant time."""
-
-    def __init__(self):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/api/user-handler"
-        self.received: list[dict] = []
-        self.failing = False
-        app = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                secret = self.headers.get("X-API-SECRET", "").encode()
-                if not hmac.compare_digest(secret, APP_API_SECRET.encode()) or app.failing:
-                    self.send_response(401 if not app.failing else 500)
-                    self.end_headers()
-                    return
-                app.received.append({"content_type": self.headers["Content-Type"], **body})
-                user = body["normalizedUser"]
-                answer = {"id": 123, "user_id": user["id"], "email": user["email"], "name": user["name"],
-                          "role": "editor"}
-                data = json.dumps(answer).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+def hr_record(user: dict) -> dict:
+    """What the HR app keeps of a person, and their role there."""
+    return {"id": 123, "user_id": user["id"], "email": user["email"], "name": user["name"], "role": "editor"}
 
 
 def clients(handler: UserHandlerApp) -> list[dict]:
@@ -126,7 +89,7 @@ class Federation:
     """op-proxy with ThaID (behind a tampering proxy), PSU and Google upstreams and an app's user API."""
 
     def __init__(self, directory):
-        self.handler = UserHandlerApp()
+        self.handler = UserHandlerApp(APP_API_SECRET, hr_record)
         op_port, proxy_port = free_port(), free_port()
         self.issuer = f"http://127.0.0.1:{op_port}"
         callback = self.issuer + "/callback/"

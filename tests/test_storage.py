@@ -122,9 +122,12 @@ async def events(db) -> list[tuple[str, str]]:
         return [(e.event, e.outcome) for e in (await session.scalars(select(AuditEvent).order_by(AuditEvent.id)))]
 
 
-async def grant_revoked(db, grant_id: str) -> bool:
+async def assert_grant_ended(db, grant_id: str, issued: dict) -> None:
+    """The grant is revoked, and neither token it gave (``issued``) is accepted any more."""
     async with db.session() as session:
-        return (await session.get(Grant, grant_id)).revoked_at is not None
+        assert (await session.get(Grant, grant_id)).revoked_at is not None
+    assert await operations.active_access_token_row(db, issued["access_token"], with_profile=False) is None
+    assert await operations.active_refresh_token_row(db, token_digest(issued["refresh_token"])) is None
 
 
 # -- authorization codes -------------------------------------------------------------------------------
@@ -155,9 +158,7 @@ def test_a_code_used_twice_is_refused_and_revokes_everything_its_first_use_gave(
         with pytest.raises(InvalidGrant, match="already been used"):
             await redeem(db, code)
 
-        assert await grant_revoked(db, grant_id)
-        assert await operations.active_access_token_row(db, first["access_token"], with_profile=False) is None
-        assert await operations.active_refresh_token_row(db, token_digest(first["refresh_token"])) is None
+        await assert_grant_ended(db, grant_id, first)
         assert await events(db) == [("tokens_issued", "success"), ("authorization_code_replayed", "failure")]
 
     run(database_url, story)
@@ -214,8 +215,7 @@ def test_a_refresh_token_rotates_and_its_reuse_revokes_the_whole_grant(database_
         with pytest.raises(InvalidGrant, match="already been used"):
             await rotate(db, token)
 
-        assert await grant_revoked(db, grant_id)
-        assert await operations.active_refresh_token_row(db, token_digest(issued["refresh_token"])) is None
+        await assert_grant_ended(db, grant_id, issued)
         assert await events(db) == [("tokens_issued", "success"), ("refresh_token_reused", "failure")]
 
     run(database_url, story)
@@ -287,9 +287,7 @@ def test_revoking_a_grant_ends_all_its_tokens(database_url):
 
         await operations.revoke_grant(db, grant_id, "revoked_by_client")
 
-        assert await grant_revoked(db, grant_id)
-        assert await operations.active_access_token_row(db, issued["access_token"], with_profile=False) is None
-        assert await operations.active_refresh_token_row(db, token_digest(issued["refresh_token"])) is None
+        await assert_grant_ended(db, grant_id, issued)
 
     run(database_url, story)
 

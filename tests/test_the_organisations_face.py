@@ -12,12 +12,12 @@ from urllib.parse import urlencode
 
 import pytest
 from playwright.async_api import Error as PlaywrightError
-from playwright.async_api import Page, async_playwright, expect
+from playwright.async_api import Page, expect
 
 from op_proxy.branding import contrast_with_white
 from op_proxy.config import ConfigError, load_settings
 from tests.support.admin import create_admin
-from tests.support.browser import PHONE, Camera, launch, sign_in
+from tests.support.browser import PHONE, Camera, chromium, sign_in
 from tests.support.contrast import passes_contrast
 from tests.support.server import free_port, write_config
 
@@ -55,10 +55,8 @@ CONSENTING_APP = {"client_id": "consenting-app", "name": "ระบบทะเ�
 
 @pytest.fixture(scope="module")
 async def browser():
-    async with async_playwright() as playwright:
-        chromium = await launch(playwright)
-        yield chromium
-        await chromium.close()
+    async with chromium() as started:
+        yield started
 
 
 @pytest.fixture

@@ -12,10 +12,7 @@
 # holds every key a dumped token was signed with.
 # Prints the directory it made. Restore with restore.sh (docs/deploy.md).
 set -euo pipefail
-if [ $# -lt 3 ]; then
-  echo "usage: $0 DESTINATION DATABASE KEYS_DIRECTORY [mariadb-dump options...]" >&2
-  exit 2
-fi
+[ $# -ge 3 ] || { echo "usage: $0 DESTINATION DATABASE KEYS_DIRECTORY [mariadb-dump options...]" >&2; exit 2; }
 destination=$1 database=$2 keys=$3
 shift 3
 [ -d "$keys" ] || { echo "$0: no keys directory at $keys" >&2; exit 1; }

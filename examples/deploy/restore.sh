@@ -6,10 +6,7 @@
 #   restore.sh BACKUP_DIRECTORY DATABASE KEYS_DIRECTORY [mariadb options...]
 #   restore.sh /srv/backup/op-proxy/op-proxy-20261130T020000Z op_proxy /var/lib/op-proxy/keys --host=db1.example.ac.th --user=root
 set -euo pipefail
-if [ $# -lt 3 ]; then
-  echo "usage: $0 BACKUP_DIRECTORY DATABASE KEYS_DIRECTORY [mariadb options...]" >&2
-  exit 2
-fi
+[ $# -ge 3 ] || { echo "usage: $0 BACKUP_DIRECTORY DATABASE KEYS_DIRECTORY [mariadb options...]" >&2; exit 2; }
 backup=$1 database=$2 keys=$3
 shift 3
 [ -f "$backup/database.sql" ] && [ -d "$backup/keys" ] || { echo "$0: $backup is not a backup.sh backup" >&2; exit 1; }

@@ -7,8 +7,10 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
-from playwright.async_api import Browser, Page, Playwright, expect
+from playwright.async_api import Browser, Page, Playwright, async_playwright, expect
 
 from tests.support.admin import ADMIN_PASSWORD
 from tests.support.server import ROOT, OpProxyServer
@@ -22,6 +24,15 @@ PHONE = {"width": 390, "height": 844}
 
 async def launch(playwright: Playwright) -> Browser:
     return await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+@asynccontextmanager
+async def chromium() -> AsyncIterator[Browser]:
+    """A Chromium of its own, for a module's stories: closed, and Playwright stopped, when they are done."""
+    async with async_playwright() as playwright:
+        browser = await launch(playwright)
+        yield browser
+        await browser.close()
 
 
 class Camera:
