@@ -53,6 +53,15 @@ def age(timestamp: int | float | None, locale: str | None = None) -> str:
     return duration(None if timestamp is None else time.time() - timestamp, locale)
 
 
+def register_labels(bp, name: str, labels: dict[str, str]) -> None:
+    """A template global ``name(value)``: the translated label of ``value`` (marked with ``N_``), or
+    the value itself when it has none."""
+    def label(value: str) -> str:
+        return i18n.gettext(labels[value]) if value in labels else value
+
+    bp.app_template_global(name)(label)
+
+
 def register(bp) -> None:
     bp.app_template_filter("when")(when)
     bp.app_template_filter("duration")(duration)

@@ -25,10 +25,7 @@ DONE_MESSAGES = {
 
 def attach(bp) -> None:
     formatting.register(bp)
-
-    @bp.app_template_global()
-    def key_status_label(status: str) -> str:
-        return _(STATUS_LABELS[status]) if status in STATUS_LABELS else status
+    formatting.register_labels(bp, "key_status_label", STATUS_LABELS)
 
     @bp.route("/keys")
     @admin_page()

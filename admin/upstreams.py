@@ -186,10 +186,7 @@ async def test_result_page(svc: Services, connector, *, pending: PendingSignIn |
 
 def attach(bp) -> None:
     formatting.register(bp)
-
-    @bp.app_template_global()
-    def upstream_kind_label(kind: str) -> str:
-        return _(KIND_LABELS[kind]) if kind in KIND_LABELS else kind
+    formatting.register_labels(bp, "upstream_kind_label", KIND_LABELS)
 
     @bp.route("/upstreams")
     @admin_page()

@@ -98,19 +98,27 @@ class Database:
             connection = self._kept_inline = InlineSqliteConnection(self.inline_engine.connect())
         return connection
 
+    # When another process is writing the SQLite file, the inline operation is tried again after
+    # these pauses (seconds; the event loop serves other requests meanwhile): a write takes well
+    # under a millisecond. Only then does it wait in a thread, on SQLite's busy handler.
+    INLINE_RETRY_PAUSES = (0.0005, 0.001, 0.002, 0.004, 0.008)
+
     async def run(self, operation, *args):
         """``operation(connection, *args)``: what it wrote is committed when it returns, rolled back
-        when it raises. An operation may run twice on SQLite (inline, then in a thread if the file
-        was busy): everything before its ``writing`` block must be free of side effects."""
+        when it raises. An operation may run more than once on SQLite (again when the file was busy):
+        everything before its ``writing`` block must be free of side effects."""
         if self.inline_engine is not None:
-            try:
-                self._inline.active = True
-                return self._run_inline(operation, *args)
-            except (OperationalError, SqliteBusy) as exc:
-                if not isinstance(exc, SqliteBusy) and "locked" not in str(exc.orig) and "busy" not in str(exc.orig):
-                    raise
-            finally:
-                self._inline.active = False
+            for pause in (*self.INLINE_RETRY_PAUSES, None):
+                try:
+                    self._inline.active = True
+                    return self._run_inline(operation, *args)
+                except (OperationalError, SqliteBusy) as exc:
+                    if not isinstance(exc, SqliteBusy) and not _is_busy(exc):
+                        raise
+                finally:
+                    self._inline.active = False
+                if pause is not None:
+                    await asyncio.sleep(pause)
         return await asyncio.to_thread(self.run_sync, operation, *args)
 
     def run_sync(self, operation, *args):
@@ -369,6 +377,11 @@ class _Rows:
 
 class SqliteBusy(Exception):
     """The SQLite file is being written by someone else: retry where waiting is allowed."""
+
+
+def _is_busy(error: OperationalError) -> bool:
+    words = str(error.orig)
+    return "locked" in words or "busy" in words
 
 
 def alembic_config(url: str):

@@ -165,6 +165,19 @@ class Refusal:
     audit_entry: dict | None = None
 
 
+def sign_once(mint):
+    """``mint``, signing on its first call only: an operation runs again when SQLite was busy, and
+    its tokens, signed before the write, are the costly part (two RS256 signatures) and still good."""
+    minted = None
+
+    def once(*args):
+        nonlocal minted
+        if minted is None:
+            minted = mint(*args)
+        return minted
+    return once
+
+
 async def finish(db, operation, *args):
     """Run a grant operation; commit, announce its audit row, then raise a refusal it returned."""
     result = await db.run(operation, *args)
@@ -184,6 +197,8 @@ async def redeem_code(db, code_digest: str, check, mint, audit_for):
     then consume it atomically. A code consumed before means it leaked: its grant is revoked
     (RFC 9700 §4.2.4). ``mint(code, grant, profile)`` returns (response, access row, refresh row);
     ``audit_for(event, outcome, code, grant)`` the audit row's values."""
+    mint = sign_once(mint)
+
     def operation(connection):
         row = connection.execute(FIND_CODE, {"digest": code_digest}).mappings().first()
         if row is None:
@@ -225,6 +240,8 @@ async def rotate_refresh_token(db, token_digest: str, client_id: str, *, narrow,
     when ``needs_upstream(upstream, has_refresh_token)`` says the upstream must be asked first (the
     caller asks, then calls again with ``upstream_done``); rotate it; a token used before means
     it leaked, so the whole grant is revoked (RFC 9700 §4.14.2); then issue the new tokens."""
+    mint = sign_once(mint)
+
     def operation(connection):
         row = connection.execute(FIND_REFRESH_TOKEN_FAMILY, {"digest": token_digest}).mappings().first()
         if row is None or row["client_id"] != client_id:
