@@ -98,3 +98,48 @@ def test_a_failing_statement_fails_as_sqlalchemys_error_and_changes_nothing(data
     assert "[SQL parameters hidden" in str(refused.value)  # never a redirect URI or secret in an error text
     count = asyncio.run(database.run(lambda c: len(c.execute(ENABLED, {"client_id": "app"}).all())))
     assert count == 1
+
+
+def test_a_write_that_finds_the_file_busy_is_done_once_the_other_writer_is_gone_signing_once(database, tmp_path):
+    """Another op-proxy process is writing the same SQLite file: the operation waits its turn without
+    blocking the event loop, and what it signed before its write (the costly part) is signed once."""
+    import sqlite3
+    import threading
+
+    from op_proxy.storage.operations import sign_once
+
+    signatures = []
+    sign = sign_once(lambda event: signatures.append(event) or f"signed {event}")
+
+    def operation(connection):
+        signed = sign("busy-test")
+        with database.writing(connection):
+            connection.execute(ADD_EVENT, {"event": signed, "outcome": "success", "at": 1, "detail": None})
+        return signed
+
+    database.run_sync(lambda connection: None)  # this process has the file open (in WAL) already
+    other_process = sqlite3.connect(f"{tmp_path}/op-proxy.sqlite3", isolation_level=None, check_same_thread=False)
+    other_process.execute("BEGIN IMMEDIATE")  # holds the write lock
+    threading.Timer(0.05, other_process.execute, ("COMMIT",)).start()
+
+    async def story():
+        ticks = 0
+
+        async def event_loop_keeps_serving():
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        others = asyncio.create_task(event_loop_keeps_serving())
+        try:
+            return await database.run(operation), ticks
+        finally:
+            others.cancel()
+
+    result, ticks = asyncio.run(story())
+    other_process.close()
+    assert result == "signed busy-test"
+    assert signatures == ["busy-test"]
+    assert ticks > 0  # other requests were served while this one waited
+    assert database.run_sync(lambda c: c.execute(EVENTS_OF, {"event": "signed busy-test"}).all())
