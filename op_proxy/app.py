@@ -23,8 +23,10 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
-    # No inline script anywhere; form-action is left open because sign-in forms end in redirects
-    # to the client, which browsers check against form-action too.
+    # No inline script anywhere. form-action is set per page, because browsers check the redirect that
+    # answers a form too: the password and consent forms may lead to op-proxy and the application
+    # (web.forms_lead_only_to), the admin panel's to itself; a sign-out confirmation is left open (its
+    # answer may be the upstream's own sign-out, then the application).
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
                                "frame-ancestors 'none'; base-uri 'none'",
 }

@@ -107,3 +107,17 @@ async def render_page(template: str, status: int = 200, *, here: str | None = No
 def set_cookie(response, name: str, value: str, *, max_age: int | None = None, path: str = "/") -> None:
     response.set_cookie(name, value, max_age=max_age, path=path, httponly=True, samesite="Lax",
                         secure=services().settings.server.secure_cookies)
+
+
+def forms_lead_only_to(response, answered_at: str | None):
+    """CSP ``form-action`` for a sign-in page: its form posts to op-proxy, whose answer is a redirect
+    within op-proxy or to ``answered_at`` (the application); browsers check that redirect too. A form
+    an injected tag planted cannot send the person's password anywhere else."""
+    from op_proxy.app import SECURITY_HEADERS
+    from op_proxy.provider.responses import origin
+
+    targets = "'self'" + (f" {origin(answered_at)}" if answered_at else "")
+    policy = response.headers.get("Content-Security-Policy", SECURITY_HEADERS["Content-Security-Policy"])
+    if "form-action" not in policy:
+        response.headers["Content-Security-Policy"] = f"{policy}; form-action {targets}"
+    return response

@@ -194,3 +194,31 @@ def test_a_max_age_that_is_not_plain_digits_goes_back_to_the_app_as_invalid_requ
 
     demo.assert_error_back(arrival, "invalid_request")
     assert person.pages == []  # the person never saw a page of ours, an error page least of all
+
+
+# -- where the sign-in pages' forms may lead --------------------------------------------------------
+
+def form_targets(person: Person, page: Page) -> str:
+    policy = person.http.get(page.url).headers["content-security-policy"]
+    return next(part.strip() for part in policy.split(";") if part.strip().startswith("form-action"))
+
+
+def test_the_password_and_consent_forms_lead_only_to_op_proxy_and_the_application(make_server):
+    """A form an injected tag planted on these pages cannot send the person's password or decision
+    anywhere else: the browser lets their answers go only to op-proxy and to the application."""
+    server = make_server()
+    app = App(server.issuer, "consenting-app", CONSENT_CALLBACK, scope="openid profile")
+    someone = Person(server.issuer)
+    try:
+        password_page = someone.visit(app.authorization_url())
+        assert isinstance(password_page, Page) and password_page.has_password_form()
+        assert form_targets(someone, password_page) == "form-action 'self' http://127.0.0.1:5003"
+
+        consent = someone.submit_password(password_page)
+        assert isinstance(consent, Page) and 'name="decision"' in consent.html
+        assert form_targets(someone, consent) == "form-action 'self' http://127.0.0.1:5003"
+
+        arrival = someone.submit(consent, decision="allow")
+        assert isinstance(arrival, Arrival) and arrival.url.startswith(CONSENT_CALLBACK)
+    finally:
+        someone.close()

@@ -21,7 +21,7 @@ from op_proxy.signin.flow import SignedIn
 from op_proxy.signin.pending import OidcRequest, PendingSignIn
 from op_proxy.storage import sign_ins
 from op_proxy.storage.models import Client
-from op_proxy.web import client_ip, render_page
+from op_proxy.web import client_ip, forms_lead_only_to, render_page
 
 blueprint = Blueprint("consent", __name__)
 
@@ -143,8 +143,8 @@ async def consent(login_id: str):
     client = await enabled_client(svc, pending.client_id)
     sign_in = pending.request
     if request.method == "GET":
-        return await render_page("consent.html", client=client, scopes=scopes_to_consent(client, sign_in),
-                                 login_id=login_id)
+        return forms_lead_only_to(await render_page("consent.html", client=client, login_id=login_id,
+                                                    scopes=scopes_to_consent(client, sign_in)), sign_in.answered_at())
     form = await request.form
     if form.get("decision") != "allow":
         denied = audit.entry("consent_denied", outcome="failure", client_id=client.client_id,

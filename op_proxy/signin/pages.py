@@ -12,7 +12,7 @@ from op_proxy.signin import flow
 from op_proxy.signin.callbacks import failure_page, go_to_upstream, shown_error, upstream_failed
 from op_proxy.signin.pending import PendingSignIn
 from op_proxy.upstreams.base import LoginFailed, PasswordConnector
-from op_proxy.web import client_ip, render_page
+from op_proxy.web import client_ip, forms_lead_only_to, render_page
 
 blueprint = Blueprint("signin", __name__)
 
@@ -95,7 +95,8 @@ async def password_form(login_id: str, upstream: str):
     page = {"login_id": login_id, "upstream": connector, "client": client if client and client.enabled else None,
             "choose_another": len(upstreams) > 1 and not pending.request.idp_hint}
     if request.method == "GET":
-        return await render_page("password.html", username=pending.request.login_hint or "", error=None, **page)
+        return forms_lead_only_to(await render_page("password.html", username=pending.request.login_hint or "",
+                                                    error=None, **page), pending.request.answered_at())
     form = (await request.form).to_dict()
     try:
         identity = await connector.login(form.get("username", ""), form.get("password", ""))
@@ -103,8 +104,9 @@ async def password_form(login_id: str, upstream: str):
         await audit.record(svc.db, "sign_in", outcome="failure", client_id=pending.client_id,
                            upstream=connector.name, ip=client_ip(), reason="wrong_password",
                            username=form.get("username", "")[:100])  # who tried: the audit log's "who"
-        return await render_page("password.html", 401, username=form.get("username", ""),
-                                 error=_("Wrong username or password. Try again."), **page)
+        return forms_lead_only_to(await render_page("password.html", 401, username=form.get("username", ""),
+                                                    error=_("Wrong username or password. Try again."), **page),
+                                  pending.request.answered_at())
     try:
         return await flow.complete(svc, pending, identity, replayable=True)
     except LoginFailed as failure:

@@ -29,6 +29,10 @@ class SignInRequest:
     prompt: list[str] = field(default_factory=list)  # an application demanding a fresh sign-in ...
     max_age: int | None = None  # ... demands it of the upstream too
 
+    def answered_at(self) -> str | None:
+        """Where the sign-in's answer goes when it is not op-proxy itself: the application's address."""
+        return None
+
 
 @dataclass(kw_only=True)
 class OidcRequest(SignInRequest):
@@ -45,6 +49,9 @@ class OidcRequest(SignInRequest):
     claims: dict | None = None  # OIDC Core §5.5
     hinted_sub: str | None = None  # the subject of the id_token_hint
 
+    def answered_at(self) -> str | None:
+        return self.redirect_uri
+
 
 @dataclass(kw_only=True)
 class LegacyRequest(SignInRequest):
@@ -53,6 +60,9 @@ class LegacyRequest(SignInRequest):
     front_door: ClassVar[str] = "legacy"
     redirect_uri: str
     state: str | None = None
+
+    def answered_at(self) -> str | None:
+        return self.redirect_uri
 
 
 ADMIN_PANEL = "(admin panel)"
