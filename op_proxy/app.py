@@ -63,6 +63,7 @@ def create_app(settings: Settings) -> Quart:
     from op_proxy import operations
     from op_proxy.legacy import routes as legacy
     from op_proxy.provider import (
+        api,
         authorize,
         discovery,
         finish,
@@ -125,8 +126,10 @@ def create_app(settings: Settings) -> Quart:
         # Browsers that once reached op-proxy over https never try plain http again (RFC 6797).
         every_response["Strict-Transport-Security"] = "max-age=31536000"
     # In front of Quart: the request id, security headers and metrics of every request, then the
-    # public documents answered from their prepared bytes.
-    app.asgi_app = logs.EveryRequest(discovery.PublicDocuments(app.asgi_app, svc), every_response,
+    # public documents answered from their prepared bytes, and the endpoints applications call.
+    api_lane = api.ApiEndpoints(app.asgi_app, svc, [token.ENDPOINT, userinfo.ENDPOINT, introspection.INTROSPECTION,
+                                                    introspection.REVOCATION], app.config["MAX_CONTENT_LENGTH"])
+    app.asgi_app = logs.EveryRequest(discovery.PublicDocuments(api_lane, svc), every_response,
                                      operations.observe_request)
 
     @app.after_request

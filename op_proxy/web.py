@@ -15,16 +15,20 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 def client_ip() -> str | None:
-    """Who sent this request: the socket peer, unless that is one of ``[server] trusted_proxies``;
-    then X-Forwarded-For is read from the right, skipping trusted proxies, and the first address not
-    among them is the client (the left part of the header is whatever the client chose to send).
-    Nothing else of a forwarded request is believed: every URL op-proxy builds comes from the issuer,
-    so X-Forwarded-Proto and X-Forwarded-Host are never read."""
-    trusted = services().settings.server.trusted_proxies
-    peer = request.remote_addr
+    """Who sent this request (``client_address``)."""
+    return client_address(services().settings.server.trusted_proxies, request.remote_addr,
+                          request.headers.getlist("X-Forwarded-For"))
+
+
+def client_address(trusted, peer: str | None, forwarded_for: list[str]) -> str | None:
+    """The socket ``peer``, unless that is one of ``[server] trusted_proxies``; then X-Forwarded-For
+    is read from the right, skipping trusted proxies, and the first address not among them is the
+    client (the left part of the header is whatever the client chose to send). Nothing else of a
+    forwarded request is believed: every URL op-proxy builds comes from the issuer, so
+    X-Forwarded-Proto and X-Forwarded-Host are never read."""
     if not trusted or not _is_trusted(peer, trusted):
         return peer
-    hops = [hop.strip() for header in request.headers.getlist("X-Forwarded-For") for hop in header.split(",")]
+    hops = [hop.strip() for header in forwarded_for for hop in header.split(",")]
     for hop in reversed(hops):
         if _address(hop) is None:
             break  # a proxy of ours would not have written this: keep the last address we could trust

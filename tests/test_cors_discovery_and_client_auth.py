@@ -128,6 +128,27 @@ def test_the_app_can_read_why_the_token_endpoint_refused_its_code(server):
     assert refused.json()["error"] == "invalid_grant"
 
 
+def test_the_token_endpoint_answers_alike_however_the_app_sends_its_request(server):
+    # The ordinary request (a urlencoded form) is answered on a short path below the web framework
+    # (provider/api.py); a multipart form or a ?lang= goes the framework's way. The app sees no difference.
+    spa = PageScript(server)
+    form = {"grant_type": "authorization_code", "code": "not-a-code", "client_id": "demo-spa",
+            "redirect_uri": SPA_CALLBACK, "code_verifier": "v" * 43}
+
+    def seen_by_the_app(answer: httpx.Response):
+        unlike = {"date", "x-request-id", "set-cookie"}  # set-cookie: ?lang= remembers the language
+        return answer.status_code, answer.json(), sorted((k, v) for k, v in answer.headers.items() if k not in unlike)
+
+    ordinary = spa.fetch("POST", "/token", data=form)
+    as_multipart = spa.fetch("POST", "/token", files={name: (None, value) for name, value in form.items()})
+    naming_a_language = spa.fetch("POST", "/token?lang=en", data=form)
+
+    assert seen_by_the_app(ordinary)[:2] == (400, {"error": "invalid_grant",
+                                                   "error_description": "unknown authorization code"})
+    assert seen_by_the_app(as_multipart) == seen_by_the_app(ordinary)
+    assert seen_by_the_app(naming_a_language) == seen_by_the_app(ordinary)
+
+
 @pytest.mark.parametrize("origin", ["https://attacker.example", "http://127.0.0.1:5174", "null"])
 def test_pages_of_a_site_that_is_no_registered_app_get_no_cors_permission(server, origin):
     stranger = PageScript(server, origin)

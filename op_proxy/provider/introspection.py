@@ -11,13 +11,13 @@ from quart import Blueprint, request
 from op_proxy import audit
 from op_proxy.clients.authentication import authenticate_client
 from op_proxy.errors import InvalidRequest
-from op_proxy.provider.responses import allow_registered_origins, oauth_json
+from op_proxy.provider.api import ApiRequest, Endpoint
+from op_proxy.provider.responses import allow_registered_origins
 from op_proxy.provider.token import client_audiences
 from op_proxy.security import token_digest
-from op_proxy.services import services
+from op_proxy.services import Services
 from op_proxy.storage import operations
 from op_proxy.tokens.validation import active_access_token, active_refresh_token
-from op_proxy.web import client_ip
 
 blueprint = Blueprint("introspection", __name__)
 
@@ -31,13 +31,11 @@ async def cors_for_revocation_only(response):
     return response
 
 
-async def authenticated_request():
-    svc = services()
-    form = await request.form
-    client = await authenticate_client(svc.db, form, request.headers.get("Authorization"), client_audiences(svc))
-    if not form.get("token"):
+async def authenticated_client(svc: Services, request: ApiRequest):
+    client = await authenticate_client(svc.db, request.form, request.authorization, client_audiences(svc))
+    if not request.form.get("token"):
         raise InvalidRequest("token is required")
-    return svc, client, form
+    return client
 
 
 async def describe(svc, token: str, hint: str | None) -> dict | None:
@@ -74,25 +72,27 @@ async def describe_refresh_token(svc, token: str) -> dict | None:
             "_grant_id": grant.id, "_kind": "refresh_token"}
 
 
-@blueprint.route("/introspect", methods=["POST"])
-async def introspect():
-    svc, client, form = await authenticated_request()
-    found = await describe(svc, form["token"], form.get("token_type_hint"))
+async def introspect(svc: Services, request: ApiRequest) -> dict:
+    client = await authenticated_client(svc, request)
+    found = await describe(svc, request.form["token"], request.form.get("token_type_hint"))
     if found is None or found["client_id"] != client.client_id:
-        return oauth_json({"active": False})
-    return oauth_json({k: v for k, v in found.items() if not k.startswith("_")})
+        return {"active": False}
+    return {k: v for k, v in found.items() if not k.startswith("_")}
 
 
-@blueprint.route("/revoke", methods=["POST"])
-async def revoke():
-    svc, client, form = await authenticated_request()
-    found = await describe(svc, form["token"], form.get("token_type_hint"))
+async def revoke(svc: Services, request: ApiRequest) -> dict:
+    client = await authenticated_client(svc, request)
+    found = await describe(svc, request.form["token"], request.form.get("token_type_hint"))
     if found is not None and found["client_id"] == client.client_id:
-        entry = audit.entry("token_revoked", client_id=client.client_id, sub=found["sub"], ip=client_ip(),
+        entry = audit.entry("token_revoked", client_id=client.client_id, sub=found["sub"], ip=request.client_ip,
                             token_type=found["_kind"])
         if found["_kind"] == "refresh_token":
             # RFC 7009 §2.1: revoking a refresh token also ends the access tokens of its grant.
             await operations.revoke_grant(svc.db, found["_grant_id"], "revoked_by_client", entry)
         else:
             await operations.revoke_access_token(svc.db, found["_jti"], entry)
-    return oauth_json({})
+    return {}
+
+
+INTROSPECTION = Endpoint("/introspect", introspect, frozenset({"POST"}), cors=False).routed(blueprint)
+REVOCATION = Endpoint("/revoke", revoke, frozenset({"POST"}), cors=True).routed(blueprint)

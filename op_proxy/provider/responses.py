@@ -13,7 +13,7 @@ from quart import Response, redirect, request
 
 from op_proxy import i18n
 from op_proxy.clients.registry import list_clients
-from op_proxy.errors import DATABASE_UNAVAILABLE, DatabaseUnavailable, InvalidRequest, PageError, Refusal
+from op_proxy.errors import DATABASE_UNAVAILABLE, InvalidRequest, PageError, Refusal
 from op_proxy.masking import loggable
 from op_proxy.services import services
 from op_proxy.web import NO_STORE, render_page, url_with
@@ -72,12 +72,9 @@ async def answer(error: Refusal):
 
 
 async def answer_database_outage(failure: Exception):
-    # Only the kind of failure: an SQLAlchemy message carries the statement and its parameters.
-    cause = getattr(failure, "orig", None) or failure
-    code = cause.args[0] if cause.args and isinstance(cause.args[0], int) else None
-    log.warning("database unavailable: %s (%s %s) path=%s", type(failure).__name__, type(cause).__name__,
-                code, loggable(request.path))
-    return await answer(DatabaseUnavailable())
+    from op_proxy.provider.api import database_outage
+
+    return await answer(database_outage(failure, request.path))
 
 
 async def answer_not_found(_error):
@@ -119,28 +116,35 @@ async def registered_origins(db) -> set[str]:
 
 
 async def allow_registered_origins(response):
-    """An ``after_request`` hook: lets a registered application's browser code read this answer
-    (errors included) and answers its preflight. Never with credentials: these endpoints take no
-    cookies, and an Origin we do not know gets no CORS header at all, so the browser keeps it out."""
+    """An ``after_request`` hook: ``cors_headers`` on a Quart response."""
     # werkzeug's Headers.get and response.vary raise and catch a KeyError for an absent header,
     # which cost more than the rest of this hook on every answer without one: getlist does not.
-    vary = response.headers.getlist("Vary")
-    response.headers["Vary"] = ", ".join([*vary, "Origin"])
-    requested_by = next(iter(request.headers.getlist("Origin")), None)
+    vary = ", ".join(response.headers.getlist("Vary")) or None
+    preflight = sorted(request.url_rule.methods - {"HEAD", "OPTIONS"}) if request.method == "OPTIONS" else None
+    response.headers.update(await cors_headers(services().db, next(iter(request.headers.getlist("Origin")), None),
+                                               vary, preflight_methods=preflight))
+    return response
+
+
+async def cors_headers(db, requested_by: str | None, vary: str | None, *,
+                       preflight_methods: list[str] | None = None) -> dict[str, str]:
+    """Lets a registered application's browser code read this answer (errors included) and answers
+    its preflight. Never with credentials: these endpoints take no cookies, and an Origin we do not
+    know gets no CORS header at all, so the browser keeps it out. ``vary``: the answer's own Vary."""
+    headers = {"Vary": f"{vary}, Origin" if vary else "Origin"}
     if not requested_by:
-        return response
+        return headers
     try:
-        known = requested_by.lower() in await registered_origins(services().db)
+        known = requested_by.lower() in await registered_origins(db)
     except DATABASE_UNAVAILABLE:
         known = False  # this answer is already the 503 (or will fail anyway): no CORS, no second error
     if not known:
-        return response
-    response.headers["Access-Control-Allow-Origin"] = requested_by
-    if request.method == "OPTIONS":
-        response.headers["Access-Control-Allow-Methods"] = ", ".join(
-            sorted(request.url_rule.methods - {"HEAD", "OPTIONS"}))
-        response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
-        response.headers["Access-Control-Max-Age"] = str(CORS_MAX_AGE)
+        return headers
+    headers["Access-Control-Allow-Origin"] = requested_by
+    if preflight_methods is not None:
+        headers["Access-Control-Allow-Methods"] = ", ".join(preflight_methods)
+        headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+        headers["Access-Control-Max-Age"] = str(CORS_MAX_AGE)
     else:
-        response.headers["Access-Control-Expose-Headers"] = "WWW-Authenticate"  # RFC 6750 §3 errors
-    return response
+        headers["Access-Control-Expose-Headers"] = "WWW-Authenticate"  # RFC 6750 §3 errors
+    return headers

@@ -5,21 +5,21 @@ from __future__ import annotations
 
 import time
 
-from quart import Blueprint, request
+from quart import Blueprint
 
 from op_proxy import audit
 from op_proxy.claims.release import SCOPE_CLAIMS
 from op_proxy.clients.authentication import authenticate_client
 from op_proxy.errors import InvalidGrant, InvalidRequest, InvalidScope, UnsupportedGrantType
+from op_proxy.provider.api import ApiRequest, Endpoint
 from op_proxy.provider.pkce import verifier_matches
-from op_proxy.provider.responses import allow_registered_origins, oauth_json
+from op_proxy.provider.responses import allow_registered_origins
 from op_proxy.security import token_digest
-from op_proxy.services import Services, services
+from op_proxy.services import Services
 from op_proxy.signin.upstream_session import refresh_at_upstream
 from op_proxy.storage import operations
 from op_proxy.storage.models import Client, Grant
 from op_proxy.upstreams.base import RefreshingConnector
-from op_proxy.web import client_ip
 
 blueprint = Blueprint("token", __name__)
 blueprint.after_request(allow_registered_origins)  # single-page applications redeem their codes here
@@ -30,19 +30,17 @@ def client_audiences(svc: Services) -> set[str]:
     return {svc.settings.issuer, svc.endpoint("/token")}
 
 
-@blueprint.route("/token", methods=["POST"])
-async def token():
-    svc = services()
-    form = await request.form
+async def token(svc: Services, request: ApiRequest) -> dict:
+    form = request.form
     refuse_repeated_parameters(form)
-    client = await authenticate_client(svc.db, form, request.headers.get("Authorization"), client_audiences(svc))
+    client = await authenticate_client(svc.db, form, request.authorization, client_audiences(svc))
     grant_type = form.get("grant_type")
     if not grant_type:
         raise InvalidRequest("grant_type is required")
     handler = GRANT_HANDLERS.get(grant_type)
     if handler is None:
         raise UnsupportedGrantType(f"grant_type {grant_type!r} is not supported")
-    return oauth_json(await handler(svc, client, form))
+    return await handler(svc, client, request)
 
 
 def refuse_repeated_parameters(form) -> None:
@@ -82,12 +80,12 @@ def check_code_verifier(code, form) -> None:
         raise InvalidGrant("code_verifier does not match the code_challenge")
 
 
-async def authorization_code_grant(svc: Services, client: Client, form) -> dict:
+async def authorization_code_grant(svc: Services, client: Client, request: ApiRequest) -> dict:
     """Checked before it is consumed (node-oidc-provider's order), so a refused attempt — another
     client holding a leaked code, a mistyped verifier — leaves the code to its rightful redemption."""
+    form, ip = request.form, request.client_ip
     if not form.get("code"):
         raise InvalidRequest("code is required")
-    ip = client_ip()
 
     def check(code) -> None:
         check_code_belongs(code, client, form)
@@ -122,10 +120,10 @@ def narrowed_scope(grant: Grant, requested: str | None) -> str:
     return " ".join(s for s in grant.scope.split() if s in narrowed)
 
 
-async def refresh_token_grant(svc: Services, client: Client, form) -> dict:
+async def refresh_token_grant(svc: Services, client: Client, request: ApiRequest) -> dict:
+    form, ip = request.form, request.client_ip
     if not form.get("refresh_token"):
         raise InvalidRequest("refresh_token is required")
-    ip = client_ip()
 
     def needs_upstream(upstream: str | None, has_refresh_token: bool) -> bool:
         # Dex-style: the upstream is asked whether the person is still good there, when it can be.
@@ -160,3 +158,5 @@ GRANT_HANDLERS = {
     "authorization_code": authorization_code_grant,
     "refresh_token": refresh_token_grant,
 }
+
+ENDPOINT = Endpoint("/token", token, frozenset({"POST"}), cors=True).routed(blueprint)

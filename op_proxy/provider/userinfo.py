@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from quart import Blueprint, request
+from quart import Blueprint
 
 from op_proxy.claims.release import release
 from op_proxy.errors import InsufficientScope, InvalidRequest, InvalidToken
-from op_proxy.provider.responses import allow_registered_origins, oauth_json
-from op_proxy.services import services
+from op_proxy.provider.api import FORM, ApiRequest, Endpoint
+from op_proxy.provider.responses import allow_registered_origins
+from op_proxy.services import Services
 from op_proxy.storage import operations
 from op_proxy.tokens.minting import app_user_claims
 from op_proxy.tokens.validation import active_access_token
@@ -17,21 +18,19 @@ blueprint = Blueprint("userinfo", __name__)
 blueprint.after_request(allow_registered_origins)  # single-page applications read the profile here
 
 
-async def bearer_token() -> str | None:
-    header = request.headers.get("Authorization", "")
+def bearer_token(request: ApiRequest) -> str | None:
+    header = request.authorization or ""
     from_header = header[7:].strip() if header[:7].lower() == "bearer " else None
     from_body = None
-    if request.method == "POST" and request.mimetype == "application/x-www-form-urlencoded":
-        from_body = (await request.form).get("access_token")
+    if request.method == "POST" and request.mimetype == FORM:
+        from_body = request.form.get("access_token")
     if from_header and from_body:
         return ""  # RFC 6750 §2: more than one method is an invalid request
     return from_header or from_body
 
 
-@blueprint.route("/userinfo", methods=["GET", "POST"])
-async def userinfo():
-    svc = services()
-    token = await bearer_token()
+async def userinfo(svc: Services, request: ApiRequest) -> dict:
+    token = bearer_token(request)
     if token is None:
         raise InvalidRequest("an access token is required", status=401).bearer_challenge(naming_the_error=False)
     if token == "":
@@ -44,6 +43,8 @@ async def userinfo():
         raise InsufficientScope("the openid scope is required").bearer_challenge()
     client = await operations.get_client(svc.db, grant.client_id, enabled_only=False)
     requested = (grant.claims or {}).get("userinfo") or {}
-    body = {"sub": grant.client_sub, **release(profile or {}, claims["scope"].split(), requested,
-                                        client.allowed_scopes if client else ()), **app_user_claims(grant)}
-    return oauth_json(body)
+    return {"sub": grant.client_sub, **release(profile or {}, claims["scope"].split(), requested,
+                                              client.allowed_scopes if client else ()), **app_user_claims(grant)}
+
+
+ENDPOINT = Endpoint("/userinfo", userinfo, frozenset({"GET", "POST"}), cors=True).routed(blueprint)
