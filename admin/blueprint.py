@@ -19,9 +19,6 @@ async def forms_post_only_to_the_panel(response):
     """Every panel form posts to the panel and is answered with a redirect within it (the SSO and test
     sign-ins are links, not forms), so a form an injected tag planted cannot send to another site
     (CSP ``form-action``, which browsers also apply to the redirects that answer the form)."""
-    from op_proxy.app import SECURITY_HEADERS
+    from op_proxy.web import forms_lead_only_to
 
-    policy = response.headers.get("Content-Security-Policy", SECURITY_HEADERS["Content-Security-Policy"])
-    if "form-action" not in policy:
-        response.headers["Content-Security-Policy"] = policy + "; form-action 'self'"
-    return response
+    return forms_lead_only_to(response, None)
