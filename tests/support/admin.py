@@ -1,28 +1,49 @@
-"""Admins of the panel, as tests create and sign them in: the CLI for the account, HTTP for the forms."""
+"""Admins of the panel, as tests create and sign them in: what ``op-proxy admins create`` does for the
+account (the command itself has its own tests), HTTP for the forms."""
 
 from __future__ import annotations
 
-import os
+import asyncio
 import re
-import subprocess
-import sys
+import threading
 from html import unescape
 
 import httpx
 
 from tests.support.person import Person
-from tests.support.server import ROOT
 
 ADMIN_PASSWORD = "correct horse battery staple"
 
 
 def create_admin(server, username: str, role: str = "admin", password: str = ADMIN_PASSWORD) -> None:
-    """``op-proxy admins create`` as an operator runs it, the password on stdin."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("OP_PROXY_")}
-    result = subprocess.run([sys.executable, "-m", "op_proxy.cli", "--config", str(server.config_path), "admins",
-                             "create", username, "--role", role], input=password + "\n", text=True, env=env,
-                            capture_output=True, cwd=ROOT, timeout=120)
-    assert result.returncode == 0, result.stderr
+    """The account ``op-proxy admins create`` makes, on the server's database (as the command, from its
+    config file alone), made in this process: the command's own start-up would cost a second or two."""
+    from admin.auth import create_admin as create
+    from op_proxy.config import load_settings
+    from op_proxy.storage import Database
+
+    settings = load_settings(server.config_path, environ={})
+
+    async def on_the_database():
+        db = Database(settings.database_url)
+        try:
+            await create(db, username, password, role)
+        finally:
+            await db.close()
+
+    outcome: list[BaseException] = []
+
+    def in_a_loop_of_its_own():  # a test may already run inside an event loop
+        try:
+            asyncio.run(on_the_database())
+        except BaseException as exc:  # noqa: BLE001 - raised in the test's thread
+            outcome.append(exc)
+
+    worker = threading.Thread(target=in_a_loop_of_its_own)
+    worker.start()
+    worker.join(120)
+    if outcome:
+        raise outcome[0]
 
 
 def csrf_token(html: str) -> str:
