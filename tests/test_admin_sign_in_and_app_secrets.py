@@ -12,9 +12,7 @@ import os
 import re
 import subprocess
 import sys
-import threading
 from html import unescape
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 from sqlalchemy import select, update
@@ -31,8 +29,9 @@ from tests.support.admin import (
 )
 from tests.support.person import Arrival, Page, Person
 from tests.support.rp import App, verify_id_token
-from tests.support.server import DEMO_PROFILE, ROOT, free_port
+from tests.support.server import DEMO_PROFILE, ROOT
 from tests.support.stored import changed, stored_values
+from tests.support.user_handler import UserHandlerApp
 
 PID = DEMO_PROFILE["pid"]
 APP_REDIRECT = "http://127.0.0.1:5600/callback"
@@ -77,38 +76,6 @@ def hs256_verifies(token: str, key: str) -> bool:
     header, payload, signature = token.split(".")
     expected = hmac.new(key.encode(), f"{header}.{payload}".encode(), hashlib.sha256).digest()
     return hmac.compare_digest(base64.urlsafe_b64encode(expected).rstrip(b"=").decode(), signature)
-
-
-class AppUserApi:
-    """An app's user handler that knows exactly one API secret, the one op-proxy was last given."""
-
-    def __init__(self):
-        self.secret, self.seen = "", []
-        port, api = free_port(), self
-        self.url = f"http://127.0.0.1:{port}/api/user-handler"
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                self.rfile.read(int(self.headers["Content-Length"]))
-                sent = self.headers.get("X-API-SECRET", "")
-                api.seen.append(sent)
-                good = hmac.compare_digest(sent.encode(), api.secret.encode())
-                body = json.dumps({"id": 7, "role": "editor"}).encode() if good else b"{}"
-                self.send_response(200 if good else 401)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def message_of(page: httpx.Response) -> str:
@@ -270,7 +237,7 @@ def stored_api_secret(database_url: str, client_id: str) -> str:
 
 
 def test_a_new_app_with_a_user_handler_gets_both_secrets_and_rotation_reaches_the_handler(make_server, database_url):
-    api = AppUserApi()
+    api = UserHandlerApp()
     try:
         server = make_server()
         admin = signed_in_admin(server)
@@ -282,41 +249,41 @@ def test_a_new_app_with_a_user_handler_gets_both_secrets_and_rotation_reaches_th
         assert first_api_secret not in stored_api_secret(database_url, "hr")
 
         # The app was given the first API secret; the admin then rotates it and gives the app the new one.
-        api.secret = shown_secret(post_form(admin, server.url("/admin/clients/hr"),
+        api.api_secret = shown_secret(post_form(admin, server.url("/admin/clients/hr"),
                                             "/admin/clients/hr/rotate/api-secret"))
-        assert api.secret != first_api_secret
+        assert api.api_secret != first_api_secret
 
         token = sign_in_to_app(server, "hr", secret)
         assert verify_id_token(server.issuer, token["id_token"], "hr")["role"] == "editor"
-        assert api.seen == [api.secret]
-        assert api.secret not in stored_api_secret(database_url, "hr")
+        assert api.secrets_sent == [api.api_secret]
+        assert api.api_secret not in stored_api_secret(database_url, "hr")
     finally:
         api.stop()
 
 
 def test_an_api_secret_an_older_op_proxy_stored_in_clear_is_sealed_at_the_next_start(make_server, database_url):
-    api = AppUserApi()
+    api = UserHandlerApp()
     try:
         server = make_server()
         admin = signed_in_admin(server)
         secret = shown_secrets(register(admin, server, client_id="hr", redirect_uris=APP_REDIRECT,
                                         user_handler_endpoint=api.url))["Client secret"]
         server.stop()
-        api.secret = "written-by-op-proxy-before-0009"
+        api.api_secret = "written-by-op-proxy-before-0009"
         assert changed(database_url, update(Client).where(Client.client_id == "hr")
-                       .values(user_handler_secret=api.secret)) == 1
+                       .values(user_handler_secret=api.api_secret)) == 1
         server.start()
-        assert stored_api_secret(database_url, "hr") != api.secret
+        assert stored_api_secret(database_url, "hr") != api.api_secret
 
         token = sign_in_to_app(server, "hr", secret)
         assert verify_id_token(server.issuer, token["id_token"], "hr")["role"] == "editor"
-        assert api.seen == [api.secret]
+        assert api.secrets_sent == [api.api_secret]
     finally:
         api.stop()
 
 
 def test_adding_a_user_handler_to_an_app_shows_its_new_api_secret_once(make_server):
-    api = AppUserApi()
+    api = UserHandlerApp()
     try:
         server = make_server()
         admin = signed_in_admin(server)
@@ -325,7 +292,7 @@ def test_adding_a_user_handler_to_an_app_shows_its_new_api_secret_once(make_serv
                            name="ห้องสมุด", mode="oidc", token_endpoint_auth_method="client_secret_basic",
                            subject_type="public", allowed_scopes=["openid", "profile"], redirect_uris=APP_REDIRECT,
                            legacy_token_lifetime="3600", user_handler_endpoint=api.url)
-        api.secret = shown_secrets(edited)["User handler API secret (X-API-SECRET)"]
+        api.api_secret = shown_secrets(edited)["User handler API secret (X-API-SECRET)"]
 
         token = sign_in_to_app(server, "library", secret)
         assert verify_id_token(server.issuer, token["id_token"], "library")["role"] == "editor"

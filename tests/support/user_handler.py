@@ -27,6 +27,7 @@ class UserHandlerApp:
         self.api_secret, self.record = api_secret, record
         self.failing = False
         self.received: list[dict] = []  # what op-proxy sent that was let in, with its Content-Type
+        self.secrets_sent: list[str] = []  # the X-API-SECRET of every request, let in or not
         port, app = free_port(), self
         self.url = f"http://127.0.0.1:{port}/api/user-handler"
 
@@ -36,6 +37,7 @@ class UserHandlerApp:
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                app.secrets_sent.append(self.headers.get("X-API-SECRET", ""))
                 if app.failing or not app.lets_in(self.headers.get("X-API-SECRET", "")):
                     self.send_response(500 if app.failing else 401)
                     self.end_headers()
