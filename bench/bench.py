@@ -588,7 +588,10 @@ class Plan:
     connections: int
     sign_in_concurrency: int
     rates: dict = field(default_factory=dict)  # (server, row) -> last rate, to size single-use batches
-    first_batch: int = 1000
+    # The first round's single-use batch, before a rate is known: about -d seconds of op-proxy's token
+    # row on a fast core. A row that lasts only a second or two is at the mercy of one pause (a WAL
+    # checkpoint, a neighbour on the host): later rounds are sized from the rate measured.
+    first_batch: int = 3000
 
     def batch(self, server: str) -> int:
         rate = self.rates.get((server, "code"))
