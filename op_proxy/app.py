@@ -127,8 +127,8 @@ def create_app(settings: Settings) -> Quart:
         every_response["Strict-Transport-Security"] = "max-age=31536000"
     # In front of Quart: the request id, security headers and metrics of every request, then the
     # public documents answered from their prepared bytes, and the endpoints applications call.
-    api_lane = api.ApiEndpoints(app.asgi_app, svc, [token.ENDPOINT, userinfo.ENDPOINT, introspection.INTROSPECTION,
-                                                    introspection.REVOCATION], app.config["MAX_CONTENT_LENGTH"])
+    api_lane = api.ApiEndpoints(app, svc, [token.ENDPOINT, userinfo.ENDPOINT, introspection.INTROSPECTION,
+                                           introspection.REVOCATION])
     app.asgi_app = logs.EveryRequest(discovery.PublicDocuments(api_lane, svc), every_response,
                                      operations.observe_request)
 

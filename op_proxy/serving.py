@@ -250,13 +250,13 @@ def take_turns_accepting(sockets, config, *, uvloop: bool):
     connection per wake-up lets every worker take its turn; the kernel's queue keeps its length.
     A stopped or stuck worker accepts nothing, and the others take every new connection.
 
-    uvloop accepts in libuv, which listens with the backlog itself (so the queue must stay
-    ``config.backlog``) and, told by ``UV_TCP_SINGLE_ACCEPT``, yields to the other processes after
-    each connection it accepts."""
+    Under uvloop none of this is needed, nor possible: libuv listens with the backlog itself (a
+    backlog of 1 would become the kernel's queue, and a burst would be refused), and its accept loop
+    takes one connection per wake-up (strace: one accept4 per epoll_wait on a queued burst), so the
+    workers share the socket as it is (test_serve_workers_and_restarts checks a burst is shared)."""
     from dataclasses import replace
 
     if uvloop:
-        os.environ["UV_TCP_SINGLE_ACCEPT"] = "1"  # read by libuv when the loop first listens
         return sockets, config
 
     def one_at_a_time(sock):

@@ -36,3 +36,34 @@ def test_each_error_code_has_one_class():
     assert {"invalid_request", "invalid_client", "invalid_grant", "unsupported_grant_type", "invalid_scope",
             "invalid_token", "insufficient_scope", "login_required", "consent_required", "access_denied",
             "slow_down", "temporarily_unavailable"} <= set(codes)
+
+
+async def test_an_application_whose_request_meets_a_fault_gets_server_error_as_json_whichever_way_it_came(
+        tmp_path, monkeypatch, caplog):
+    # The ordinary token request is answered below Quart (provider/api.py), a multipart one by Quart's
+    # route: a fault in the handler reads the same to the application, and the traceback is logged.
+    from op_proxy.app import create_app
+    from op_proxy.config import load_settings
+    from op_proxy.provider import token
+    from tests.support.server import ROOT
+
+    settings = load_settings(ROOT / "conf" / "dev.toml", environ={
+        "OP_PROXY_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/op-proxy.sqlite3",
+        "OP_PROXY_KEYS_DIRECTORY": str(tmp_path / "keys")})
+    app = create_app(settings)
+
+    async def a_fault(*_args, **_kwargs):
+        raise RuntimeError("the disk is on fire")
+
+    monkeypatch.setattr(token, "authenticate_client", a_fault)
+    form = {"grant_type": "refresh_token", "refresh_token": "whatever"}
+    async with app.test_app():
+        client = app.test_client()
+        ordinary = await client.post("/token", form=form)
+        as_multipart = await client.post("/token", files={}, form=form)
+
+    for answer in (ordinary, as_multipart):
+        assert answer.status_code == 500
+        assert await answer.get_json() == {"error": "server_error"}
+        assert answer.headers["Cache-Control"] == "no-store"
+    assert [r.getMessage() for r in caplog.records if r.exc_info] == ["Exception on request POST /token"] * 2

@@ -31,6 +31,7 @@ from op_proxy.web import client_address
 log = logging.getLogger("op_proxy")
 
 FORM = "application/x-www-form-urlencoded"
+SERVER_ERROR = {"error": "server_error"}  # RFC 6749 §4.1.2.1: the server met an unexpected condition
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,8 +117,9 @@ class ApiEndpoints:
     """ASGI, in front of Quart (behind ``logs.EveryRequest``): the ordinary requests to the endpoints
     applications call, answered from the scope; everything else goes on to ``app``."""
 
-    def __init__(self, app, svc: Services, endpoints: list[Endpoint], body_limit: int | None):
-        self.app, self.svc, self.body_limit = app, svc, body_limit
+    def __init__(self, quart, svc: Services, endpoints: list[Endpoint]):
+        self.quart, self.app, self.svc = quart, quart.asgi_app, svc
+        self.body_limit: int | None = quart.config["MAX_CONTENT_LENGTH"]
         self.endpoints = {endpoint.path: endpoint for endpoint in endpoints}
 
     async def __call__(self, scope, receive, send):
@@ -178,9 +180,13 @@ class ApiEndpoints:
         except DATABASE_UNAVAILABLE as failure:
             return answer_refusal(database_outage(failure, path))
         except Exception:
-            # As Quart does for a view that fails: the traceback to the log, a 500 to the client.
-            log.exception("unexpected failure answering %s %s", api_request.method, loggable(path))
-            return 500, *json_answer({"error": "server_error"})
+            # As Quart answers a view that fails (Quart.handle_exception, with responses.answer_server_error):
+            # raised on when testing or debugging, else the traceback to the log and a 500 to the client.
+            propagate = self.quart.config["PROPAGATE_EXCEPTIONS"]
+            if propagate or (propagate is None and (self.quart.testing or self.quart.debug)):
+                raise
+            self.quart.logger.error("Exception on request %s %s", api_request.method, loggable(path), exc_info=True)
+            return 500, *json_answer(SERVER_ERROR)
 
 
 def parse_form(body: bytes) -> list[tuple[str, str]]:

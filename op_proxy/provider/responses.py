@@ -86,12 +86,23 @@ async def answer_method_not_allowed(_error):
     return oauth_json(InvalidRequest("method not allowed").body(), 405)
 
 
+async def answer_server_error(error):
+    """A view that failed (Quart has logged it): JSON to applications, as the API lane answers it;
+    werkzeug's page to people, as before."""
+    from op_proxy.provider.api import SERVER_ERROR
+
+    if request.path.startswith(API_PATHS):
+        return oauth_json(SERVER_ERROR, 500)
+    return error
+
+
 def register_error_handlers(app) -> None:
     app.register_error_handler(Refusal, answer)
     for failure in DATABASE_UNAVAILABLE:
         app.register_error_handler(failure, answer_database_outage)
     app.register_error_handler(404, answer_not_found)
     app.register_error_handler(405, answer_method_not_allowed)
+    app.register_error_handler(500, answer_server_error)
 
 
 # -- CORS (Fetch standard) for the endpoints a single-page application calls from the browser --------
