@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from urllib.parse import parse_qsl
 
 import orjson
 from quart import request
@@ -25,6 +26,7 @@ from werkzeug.datastructures import MultiDict
 from op_proxy.errors import DATABASE_UNAVAILABLE, DatabaseUnavailable, Refusal
 from op_proxy.logs import current_frame
 from op_proxy.masking import loggable
+from op_proxy.provider.responses import JSON_NO_STORE, cors_headers, oauth_json
 from op_proxy.services import Services, services
 from op_proxy.web import client_address
 
@@ -70,8 +72,6 @@ class Endpoint:
 
 
 def json_answer(body: dict, headers: dict | None = None) -> tuple[bytes, dict]:
-    from op_proxy.provider.responses import JSON_NO_STORE
-
     return orjson.dumps(body), ({**JSON_NO_STORE, **headers} if headers else JSON_NO_STORE)
 
 
@@ -102,8 +102,6 @@ async def from_quart() -> ApiRequest:
 
 def quart_view(handler: Handler):
     """The Quart route of an endpoint: the same handler, for the requests the lane passes on."""
-    from op_proxy.provider.responses import oauth_json
-
     async def view():
         return oauth_json(await handler(services(), await from_quart()))
 
@@ -162,8 +160,6 @@ class ApiEndpoints:
             frame.route = scope["path"]
         status, payload, answer_headers = await self.answer(endpoint, api_request, scope["path"])
         if endpoint.cors:
-            from op_proxy.provider.responses import cors_headers
-
             answer_headers = {**answer_headers, **await cors_headers(self.svc.db, api_request.origin,
                                                                      answer_headers.get("Vary"))}
         raw = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in answer_headers.items()]
@@ -191,8 +187,6 @@ class ApiEndpoints:
 
 def parse_form(body: bytes) -> list[tuple[str, str]]:
     """As Quart parses a urlencoded form (UTF-8, blank values kept)."""
-    from urllib.parse import parse_qsl
-
     return parse_qsl(body.decode(), keep_blank_values=True)
 
 
