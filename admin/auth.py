@@ -131,12 +131,22 @@ def sso_role(svc, upstream: str, groups) -> str | None:
 SSO_PREFIX = "sso:"
 
 
-async def finish_admin_sign_in(svc, pending, signed_in):
-    """Signed in through op-proxy itself: an admin (or viewer) if a configured group says so. The admin
-    row is keyed on the person's account (one per upstream and upstream subject), never on a display
-    claim such as a username two people could share."""
-    if not await flow.finish(svc, pending, signed_in):
+async def finish_admin_sign_in(svc, pending, signed_in) -> flow.Ending:
+    """Signed in through op-proxy itself: once the sign-in has ended, into the panel (``enter_the_panel``);
+    a sign-in that had ended already (a double submit) goes to the panel's front page."""
+    async def enter():
+        return await enter_the_panel(svc, signed_in)
+
+    async def to_the_panel():
         return redirect("/admin/", 303)
+
+    return flow.Ending(answer_after=enter, if_ended_before=to_the_panel)
+
+
+async def enter_the_panel(svc, signed_in):
+    """An admin (or viewer) if a configured group says so. The admin row is keyed on the person's account
+    (one per upstream and upstream subject), never on a display claim such as a username two people
+    could share."""
     sso, account = signed_in.session, signed_in.account
     role = sso_role(svc, sso.upstream, account.profile.get("groups"))
     shown = f"{sso.upstream}:{account.profile.get('username') or account.profile.get('email') or sso.sub}"

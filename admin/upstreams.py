@@ -158,10 +158,16 @@ async def finish_admin_test(svc: Services, pending: PendingSignIn, signed_in):
     must not stay signed in as the person tested), then on to the admin result page."""
     sso = signed_in.session
     result = UpstreamTestResult(sub=sso.sub, upstream=sso.upstream, acr=sso.acr, amr=sso.amr, at=sso.auth_time)
-    if not await flow.finish(svc, pending, signed_in, amended=replace(pending.request, result=result)):
+
+    async def to_the_result():
+        await end_session(svc.db, sso, reason="admin_test")
+        return redirect(f"/admin/upstreams/{pending.request.upstream}/test/{pending.id}", 303)
+
+    async def ended_before():
         raise PageError(_("Sign-in already finished"), _("This test sign-in has already been completed."))
-    await end_session(svc.db, sso, reason="admin_test")
-    return redirect(f"/admin/upstreams/{pending.request.upstream}/test/{pending.id}", 303)
+
+    return flow.Ending(answer_after=to_the_result, amended=replace(pending.request, result=result),
+                       if_ended_before=ended_before)
 
 
 async def test_result_page(svc: Services, connector, *, pending: PendingSignIn | None, failure: str | None = None,

@@ -22,7 +22,7 @@ from op_proxy.signin import flow
 from op_proxy.signin.flow import SignedIn
 from op_proxy.signin.pending import LegacyRequest, PendingSignIn
 from op_proxy.signin.sessions import SESSION_COOKIE, current_session, end_session
-from op_proxy.signin.user_handler import app_user_for, normalized_user
+from op_proxy.signin.user_handler import normalized_user
 from op_proxy.storage.models import Client
 from op_proxy.web import NO_STORE, client_ip, render_page, url_with
 
@@ -62,19 +62,23 @@ async def login():
     return await flow.start(svc, sign_in, signed_in=signed_in if accepted else None)
 
 
-async def finish_legacy(svc: Services, pending: PendingSignIn, signed_in: SignedIn):
+# What a legacy app's user handler is asked with: the old gateway gave every app the whole profile.
+LEGACY_SCOPES = ["openid", "profile", "email", "org", "groups"]
+
+
+async def finish_legacy(svc: Services, pending: PendingSignIn, signed_in: SignedIn) -> flow.Ending:
+    """The person is signed in: once the sign-in has ended, ``?token=`` or a PHP session for the app."""
     client = await find_client(svc.db, pending.client_id)
     if client is None:
         raise PageError(_("Unknown application"), _("This application has been removed or disabled."))
-    app_user = signed_in.app_user = await app_user_for(svc, client, signed_in,
-                                                       ["openid", "profile", "email", "org", "groups"])
-    if not await flow.finish(svc, pending, signed_in):
-        raise PageError(_("Sign-in already finished"),
-                        _("This sign-in has already been completed. Go back to the application."))
-    sso, profile = signed_in.session, signed_in.account.profile
-    if client.mode == "query_token":
-        return await hand_back_token(svc, client, sso, profile, app_user or {}, pending.request)
-    return await hand_back_php_session(svc, client, sso, profile, app_user or {}, pending.request)
+
+    async def hand_back():
+        sso, profile, app_user = signed_in.session, signed_in.account.profile, signed_in.app_user or {}
+        if client.mode == "query_token":
+            return await hand_back_token(svc, client, sso, profile, app_user, pending.request)
+        return await hand_back_php_session(svc, client, sso, profile, app_user, pending.request)
+
+    return flow.Ending(answer_after=hand_back, application=(client, LEGACY_SCOPES))
 
 
 def signing_key(svc: Services, client: Client) -> str:

@@ -16,7 +16,7 @@ from op_proxy.i18n import gettext as _
 from op_proxy.provider import responses
 from op_proxy.security import random_token, token_digest
 from op_proxy.services import Services, services
-from op_proxy.signin import flow, user_handler
+from op_proxy.signin import flow
 from op_proxy.signin.flow import SignedIn
 from op_proxy.signin.pending import OidcRequest, PendingSignIn
 from op_proxy.storage import sign_ins
@@ -88,6 +88,8 @@ async def enabled_client(svc: Services, client_id: str) -> Client:
 
 
 async def finish_oidc(svc: Services, pending: PendingSignIn, signed_in: SignedIn):
+    """The person is signed in: a code for the application (``Ending``), unless consent comes first or
+    the application must be told no."""
     sign_in = pending.request
     client = await enabled_client(svc, pending.client_id)
     if not is_expected_person(svc, client, sign_in, signed_in.session.sub):
@@ -98,22 +100,19 @@ async def finish_oidc(svc: Services, pending: PendingSignIn, signed_in: SignedIn
         if "none" in sign_in.prompt:
             return await back_to_client(sign_in, ConsentRequired("the person has not consented to this client"))
         return redirect(f"/consent/{pending.id}", 303)
-    return await issue_code(svc, pending, signed_in, client)
+    return await code_for(svc, pending, signed_in, client)
 
 
-async def issue_code(svc: Services, pending: PendingSignIn, signed_in: SignedIn, client: Client, *,
-                     consented: list[str] | None = None):
-    """The code, its grant, the person's consent if they just gave it, and the audit row, written
-    with the pending sign-in's end in one transaction."""
+async def code_for(svc: Services, pending: PendingSignIn, signed_in: SignedIn, client: Client, *,
+                   consented: list[str] | None = None) -> flow.Ending:
+    """The ending that gives the application its code: the redirect made now (kept for a retry), and the
+    code, its grant (with the user handler's answer), the person's consent if they just gave it and
+    the audit row, written with the pending sign-in's end."""
     sign_in, sso = pending.request, signed_in.session
-    signed_in.app_user = await user_handler.app_user_for(svc, client, signed_in, sign_in.scope)
     now = int(time.time())
     code = random_token(32)
-    grant = {"id": random_token(16), "client_id": client.client_id, "sub": sso.sub, "sid": sso.sid,
-             "subject": subject_for(sso.sub, client, svc.keyring.subject_salt()), "scope": " ".join(sign_in.scope),
-             "claims": sign_in.claims, "auth_time": sso.auth_time, "acr": sso.acr, "amr": sso.amr,
-             "app_user": signed_in.app_user, "created_at": now}
-    code_row = {"code_digest": token_digest(code), "grant_id": grant["id"], "client_id": client.client_id,
+    grant_id = random_token(16)
+    code_row = {"code_digest": token_digest(code), "grant_id": grant_id, "client_id": client.client_id,
                 "redirect_uri": sign_in.redirect_uri, "code_challenge": sign_in.code_challenge,
                 "code_challenge_method": sign_in.code_challenge_method, "nonce": sign_in.nonce,
                 "expires_at": now + svc.settings.tokens.authorization_code_lifetime}
@@ -123,14 +122,16 @@ async def issue_code(svc: Services, pending: PendingSignIn, signed_in: SignedIn,
                         upstream=sso.upstream, ip=client_ip())
 
     def writes(connection):
+        grant = {"id": grant_id, "client_id": client.client_id, "sub": sso.sub, "sid": sso.sid,
+                 "subject": subject_for(sso.sub, client, svc.keyring.subject_salt()),
+                 "scope": " ".join(sign_in.scope), "claims": sign_in.claims, "auth_time": sso.auth_time,
+                 "acr": sso.acr, "amr": sso.amr, "app_user": signed_in.app_user, "created_at": now}
         if consented is not None:
             sign_ins.add_consent(connection, client.client_id, sso.sub, consented)
         sign_ins.issue_grant_and_code(connection, grant, code_row)
 
-    if not await flow.finish(svc, pending, signed_in, response, writes=writes, audit_entries=(entry,)):
-        raise PageError(_("Sign-in already finished"),
-                        _("This sign-in has already been completed. Go back to the application."))
-    return response
+    return flow.Ending(answer=response, writes=writes, audit_entries=(entry,),
+                       application=(client, sign_in.scope))
 
 
 @blueprint.route("/consent/<login_id>", methods=["GET", "POST"])
@@ -149,7 +150,10 @@ async def consent(login_id: str):
     if form.get("decision") != "allow":
         denied = audit.entry("consent_denied", outcome="failure", client_id=client.client_id,
                              sub=signed_in.session.sub, ip=client_ip())
-        await flow.finish(svc, pending, signed_in, audit_entries=(denied,))
-        raise AccessDenied("the person did not allow this application").to_client(
-            sign_in.redirect_uri, sign_in.response_mode, sign_in.state)
-    return await issue_code(svc, pending, signed_in, client, consented=scopes_to_consent(client, sign_in))
+        refusal = await back_to_client(sign_in, AccessDenied("the person did not allow this application"))
+        async def refused_again():
+            return refusal
+        return await flow.end(svc, pending, signed_in, flow.Ending(answer=refusal, audit_entries=(denied,),
+                                                                   if_ended_before=refused_again))
+    return await flow.end(svc, pending, signed_in,
+                          await code_for(svc, pending, signed_in, client, consented=scopes_to_consent(client, sign_in)))

@@ -1,10 +1,18 @@
 """The sign-in flow: begun by a front door (``start``), finished by whichever process the person
-reaches (``complete``), then handed back to the front door as a ``SignedIn``.
+reaches (``complete``), handed to the front door as a ``SignedIn``, and ended here (``end``) the way
+the front door says with its ``Ending``.
+
+The path of a sign-in, top to bottom: a front door calls ``start``; the person's step (a password
+form, an upstream's callback) calls ``complete``, which records who signed in and asks the front
+door how the sign-in ends; the front door answers with an ``Ending`` (its answer, what to write, the
+application whose user handler is asked) or, when a step comes first (consent), with that page; then
+``end`` asks the user handler, ends the pending sign-in once with the front door's writes, and gives
+the answer. A front door never calls back into the flow to finish.
 
 Each request runs its storage work as one operation (``Database.run``, SQLAlchemy Core, see
 ``op_proxy.storage.sign_ins``): a page reads its pending sign-in once; a password step records the
-account, the SSO session and its audit row in one transaction, and the OIDC front door finishes the
-pending sign-in, issues the code and keeps the answer in a second.
+account, the SSO session and its audit row in one transaction, and ``end`` ends the pending sign-in,
+writes what the front door gives (the OIDC code) and keeps the answer in a second.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from op_proxy.i18n import N_
 from op_proxy.i18n import gettext as _
 from op_proxy.security import random_token, seal, token_digest, unseal
 from op_proxy.services import Services
+from op_proxy.signin import user_handler
 from op_proxy.signin.pending import (
     REQUEST_TYPES,
     AdminSignIn,
@@ -62,8 +71,32 @@ class SignedIn:
         return token_digest(f"{self.account.upstream}:{self.account.upstream_subject}")
 
 
-# How a finished sign-in is handed back to the front door that began it: one finisher per kind of
-# request, named where the application is made (op_proxy/app.py) and held by the services.
+@dataclass
+class Ending:
+    """How a front door ends a sign-in, as its finisher hands it to the flow (``end``).
+
+    ``answer``: the response, made before the end so that a browser that asks again gets the same
+    one (the OIDC redirect with its code); or ``answer_after()``, which makes it once the sign-in has
+    ended (a legacy token, an admin session). ``writes(connection)`` and ``audit_entries`` are
+    written in the transaction that ends the pending sign-in; ``amended`` is the request as the front
+    door completed it (an admin test's result); ``writes`` runs after the user handler was asked, so
+    it may read ``SignedIn.app_user``. ``application``: (client, scopes) whose user handler
+    is asked first, its answer kept on the ``SignedIn``. ``if_ended_before()``: the answer when the
+    sign-in had ended already (a double submit); by default the "already finished" page."""
+
+    answer: object | None = None
+    answer_after: Callable[[], Awaitable] | None = None
+    writes: Callable | None = None
+    audit_entries: tuple[dict, ...] = ()
+    amended: SignInRequest | None = None
+    application: tuple[Client, list[str]] | None = None
+    if_ended_before: Callable[[], Awaitable] | None = None
+
+
+# How a signed-in person is handed to the front door that began the sign-in: one finisher per kind of
+# request, named where the application is made (op_proxy/app.py) and held by the services. It returns
+# an ``Ending``, or a response when a step of its own comes before the end (consent) or the
+# application must be told no (a different person signed in).
 Finisher = Callable[[Services, PendingSignIn, SignedIn], Awaitable]
 FrontDoors = dict[type[SignInRequest], Finisher]
 
@@ -252,16 +285,34 @@ async def record(svc: Services, pending: PendingSignIn, identity: Identity) -> S
 
 
 async def resume(svc: Services, pending: PendingSignIn, signed_in: SignedIn):
-    return await svc.front_doors[type(pending.request)](svc, pending, signed_in)
+    """The front door's answer for ``signed_in``: the sign-in ended as its ``Ending`` says, or the page
+    of a step that comes first."""
+    outcome = await svc.front_doors[type(pending.request)](svc, pending, signed_in)
+    return await end(svc, pending, signed_in, outcome) if isinstance(outcome, Ending) else outcome
+
+
+async def end(svc: Services, pending: PendingSignIn, signed_in: SignedIn, ending: Ending):
+    """End the sign-in as the front door's ``ending`` says: ask the application's user handler, end the
+    pending sign-in exactly once with the front door's writes, then give its answer. Also called by a
+    front door's own step that ends it (the consent page)."""
+    if ending.application is not None:
+        client, scopes = ending.application
+        signed_in.app_user = await user_handler.app_user_for(svc, client, signed_in, scopes)
+    if not await finish(svc, pending, signed_in, ending.answer, writes=ending.writes,
+                        audit_entries=ending.audit_entries, amended=ending.amended):
+        if ending.if_ended_before is not None:
+            return await ending.if_ended_before()
+        raise problem("finished")
+    return ending.answer if ending.answer_after is None else await ending.answer_after()
 
 
 async def finish(svc: Services, pending: PendingSignIn, signed_in: SignedIn, answer=None, *,
                  writes: Callable | None = None, audit_entries: tuple[dict, ...] = (),
                  amended: SignInRequest | None = None) -> bool:
-    """Finish the pending sign-in, exactly once even on a double submit, in one transaction with the
+    """End the pending sign-in, exactly once even on a double submit, in one transaction with the
     front door's ``writes(connection)`` and audit rows, keeping ``answer`` (the response the front door
     will give) for a retry, and ``amended``, the request as the front door completed it (an admin
-    test's result). False, with nothing written, if it was finished already."""
+    test's result). False, with nothing written, if it was ended already."""
     sealed = await seal_answer(svc, signed_in, answer) if answer is not None and signed_in.replayable else None
     params = request_params(amended) if amended is not None else None
 
