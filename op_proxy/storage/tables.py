@@ -3,32 +3,18 @@ operations and housekeeping (the ORM classes in ``models`` define them)."""
 
 from __future__ import annotations
 
-from op_proxy.storage.models import (
-    AccessToken,
-    Account,
-    AdminSession,
-    AuditEvent,
-    AuthorizationCode,
-    ClientAuthFailures,
-    Consent,
-    Grant,
-    PendingLogin,
-    RefreshToken,
-    SsoSession,
-    UpstreamLogin,
-    UsedJti,
-)
+from op_proxy.storage import models
 
-ACCESS_TOKENS = AccessToken.__table__
-ACCOUNTS = Account.__table__
-ADMIN_SESSIONS = AdminSession.__table__
-AUDIT_EVENTS = AuditEvent.__table__
-CLIENT_AUTH_FAILURES = ClientAuthFailures.__table__
-CODES = AuthorizationCode.__table__
-CONSENTS = Consent.__table__
-GRANTS = Grant.__table__
-PENDING = PendingLogin.__table__
-REFRESH_TOKENS = RefreshToken.__table__
-SSO_SESSIONS = SsoSession.__table__
-UPSTREAM_LOGINS = UpstreamLogin.__table__
-USED_JTIS = UsedJti.__table__
+ACCESS_TOKENS = models.AccessToken.__table__
+ACCOUNTS = models.Account.__table__
+ADMIN_SESSIONS = models.AdminSession.__table__
+AUDIT_EVENTS = models.AuditEvent.__table__
+CLIENT_AUTH_FAILURES = models.ClientAuthFailures.__table__
+CODES = models.AuthorizationCode.__table__
+CONSENTS = models.Consent.__table__
+GRANTS = models.Grant.__table__
+PENDING = models.PendingLogin.__table__
+REFRESH_TOKENS = models.RefreshToken.__table__
+SSO_SESSIONS = models.SsoSession.__table__
+UPSTREAM_LOGINS = models.UpstreamLogin.__table__
+USED_JTIS = models.UsedJti.__table__
