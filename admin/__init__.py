@@ -17,8 +17,10 @@ def register(app) -> None:
 def panel():
     """The blueprint with every page attached, once per process: a blueprint takes no new routes
     after its first registration, and a second application (a test's) registers the same one."""
+    from admin import formatting
     from admin.blueprint import blueprint
 
+    formatting.register(blueprint)  # the filters every page's templates use
     for name in PAGES:
         importlib.import_module(f"admin.{name}").attach(blueprint)
     return blueprint

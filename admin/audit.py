@@ -210,7 +210,6 @@ async def choices(svc) -> dict:
 
 
 def attach(bp) -> None:
-    formatting.register(bp)
 
     @bp.route("/audit")
     @admin_page()

@@ -1,7 +1,7 @@
 """How the admin pages show times, durations and national ID numbers, in the page's language.
 
-Register the filters from any page's ``attach`` with ``formatting.register(bp)`` (registering twice is
-harmless), then in templates: ``{{ event.at|when }}``, ``{{ seconds|duration }}``, ``{{ text|mask_ids }}``.
+The panel's blueprint gets the filters once (``admin.panel``, with ``formatting.register``); in
+templates: ``{{ event.at|when }}``, ``{{ seconds|duration }}``, ``{{ text|mask_ids }}``.
 """
 
 from __future__ import annotations

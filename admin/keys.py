@@ -24,7 +24,6 @@ DONE_MESSAGES = {
 
 
 def attach(bp) -> None:
-    formatting.register(bp)
     formatting.register_labels(bp, "key_status_label", STATUS_LABELS)
 
     @bp.route("/keys")

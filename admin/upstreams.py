@@ -191,7 +191,6 @@ async def test_result_page(svc: Services, connector, *, pending: PendingSignIn |
 
 
 def attach(bp) -> None:
-    formatting.register(bp)
     formatting.register_labels(bp, "upstream_kind_label", KIND_LABELS)
 
     @bp.route("/upstreams")

@@ -11,7 +11,6 @@ from urllib.parse import urlencode
 from quart import redirect, request
 from sqlalchemy import func, or_, select
 
-from admin import formatting
 from admin.auth import admin_page, record_admin_action
 from op_proxy.errors import PageError
 from op_proxy.i18n import gettext as _
@@ -53,7 +52,6 @@ async def users_page(*, error: str | None = None, status: int = 200):
 
 
 def attach(bp) -> None:
-    formatting.register(bp)
 
     @bp.route("/users")
     @admin_page()
