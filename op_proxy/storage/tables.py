@@ -5,16 +5,14 @@ from __future__ import annotations
 
 from op_proxy.storage import models
 
-ACCESS_TOKENS = models.AccessToken.__table__
-ACCOUNTS = models.Account.__table__
-ADMIN_SESSIONS = models.AdminSession.__table__
-AUDIT_EVENTS = models.AuditEvent.__table__
-CLIENT_AUTH_FAILURES = models.ClientAuthFailures.__table__
-CODES = models.AuthorizationCode.__table__
-CONSENTS = models.Consent.__table__
-GRANTS = models.Grant.__table__
-PENDING = models.PendingLogin.__table__
-REFRESH_TOKENS = models.RefreshToken.__table__
-SSO_SESSIONS = models.SsoSession.__table__
-UPSTREAM_LOGINS = models.UpstreamLogin.__table__
-USED_JTIS = models.UsedJti.__table__
+# A person and their browser sign-in.
+ACCOUNTS, SSO_SESSIONS, CONSENTS = models.Account.__table__, models.SsoSession.__table__, models.Consent.__table__
+# A sign-in on its way: the request kept for the browser, and the person sent to an upstream.
+PENDING, UPSTREAM_LOGINS = models.PendingLogin.__table__, models.UpstreamLogin.__table__
+# What an application is given: a grant, its code and its tokens; how its client authenticates
+# (assertions seen once, wrong secrets counted).
+GRANTS, CODES = models.Grant.__table__, models.AuthorizationCode.__table__
+ACCESS_TOKENS, REFRESH_TOKENS = models.AccessToken.__table__, models.RefreshToken.__table__
+USED_JTIS, CLIENT_AUTH_FAILURES = models.UsedJti.__table__, models.ClientAuthFailures.__table__
+# The panel's sessions and the audit log.
+ADMIN_SESSIONS, AUDIT_EVENTS = models.AdminSession.__table__, models.AuditEvent.__table__
