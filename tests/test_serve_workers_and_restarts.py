@@ -4,6 +4,7 @@ request, a start-up that a silent database cannot hang, and connections a slow c
 from __future__ import annotations
 
 import base64
+import email.utils
 import json
 import os
 import signal
@@ -316,3 +317,20 @@ def test_a_slow_upload_within_the_read_timeout_is_served(tmp_path, database_url,
             received += chunk
     assert received.startswith(b"HTTP/1.1 200 ")
     assert json.loads(received.partition(b"\r\n\r\n")[2]) == {"active": False}
+
+
+def test_every_response_is_dated_with_the_second_it_was_sent(tmp_path, database_url, servers):
+    # RFC 9110 §6.6.1: an origin server with a clock sends Date. op-proxy makes the header once a
+    # second (serving.ServingConfig): a cache that never moved on would date every answer alike.
+    server = start_server(servers, tmp_path, database_url)
+    dates = []
+    with httpx.Client() as client:
+        for _ in range(3):
+            before = time.time()
+            response = client.get(server.url(DISCOVERY))
+            after = time.time()
+            sent = email.utils.parsedate_to_datetime(response.headers["date"]).timestamp()
+            assert int(before) <= sent <= after
+            dates.append(response.headers["date"])
+            time.sleep(1.1)
+    assert len(set(dates)) == 3
