@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from html import unescape
 
@@ -18,9 +19,11 @@ from sqlalchemy import update
 
 from op_proxy.security import token_digest
 from op_proxy.storage.models import AuthorizationCode
-from tests.support.person import Page, Person
+from tests.support.person import Arrival, Page, Person
 from tests.support.rp import App, assert_error, verify_id_token
+from tests.support.server import DEMO_SECRET_HASH, default_clients
 from tests.support.stored import changed
+from tests.support.user_handler import UserHandlerApp, an_editor
 
 CALLBACK = "http://127.0.0.1:5000/callback"
 OTHER_DEMO_CALLBACK = "http://localhost:5000/auth"  # demo's second registered redirect URI
@@ -201,6 +204,37 @@ def test_denying_consent_sends_access_denied_back_to_the_application(make_server
         app.assert_error_back(arrival, "access_denied")
     finally:
         someone.close()
+
+
+def test_allow_pressed_twice_at_once_gives_the_application_one_code(make_server):
+    # The person presses Allow, the application's user handler is slow, they press it again: both
+    # presses pass the page's own check and meet where the sign-in ends (signin.flow.end), once.
+    def slow_editor(user: dict) -> dict:
+        time.sleep(1)
+        return an_editor(user)
+
+    handler = UserHandlerApp("hr-secret", slow_editor)
+    clients = [*default_clients(), {
+        "client_id": "slow-app", "name": "Asks for consent", "client_secret_hash": DEMO_SECRET_HASH,
+        "require_consent": True, "redirect_uris": [CONSENT_CALLBACK], "user_handler_endpoint": handler.url,
+        "user_handler_secret_env": "SLOW_APP_API_SECRET"}]
+    server = make_server(clients=clients, env={"SLOW_APP_API_SECRET": "hr-secret"})
+    app = App(server.issuer, "slow-app", CONSENT_CALLBACK)
+    someone = Person(server.issuer, accept_language="en")
+    try:
+        form = consent_page(someone, app, scope="openid email").forms()[0]
+        with ThreadPoolExecutor(2) as both:
+            answers = list(both.map(lambda _: someone.http.post(form["action"], data={**form["fields"],
+                                                                                      "decision": "allow"}), range(2)))
+
+        codes = [answer.headers["location"] for answer in answers if answer.status_code == 303]
+        refused = [answer for answer in answers if answer.status_code == 400]
+        assert len(codes) == 1 and len(refused) == 1 and "Sign-in already finished" in refused[0].text
+        assert app.exchange(app.code_from(Arrival(codes[0]))).status_code == 200
+        assert len(handler.received) == 2  # both asked the application; only one was answered with a code
+    finally:
+        someone.close()
+        handler.stop()
 
 
 def test_allowed_consent_is_remembered_until_the_application_asks_again(make_server):
