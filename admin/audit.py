@@ -210,7 +210,6 @@ async def choices(svc) -> dict:
 
 
 def attach(bp) -> None:
-
     @bp.route("/audit")
     @admin_page()
     async def audit_log():

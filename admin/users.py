@@ -52,7 +52,6 @@ async def users_page(*, error: str | None = None, status: int = 200):
 
 
 def attach(bp) -> None:
-
     @bp.route("/users")
     @admin_page()
     async def users_list():

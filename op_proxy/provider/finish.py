@@ -151,7 +151,8 @@ async def consent(login_id: str):
         denied = audit.entry("consent_denied", outcome="failure", client_id=client.client_id,
                              sub=signed_in.session.sub, ip=client_ip())
         refusal = await back_to_client(sign_in, AccessDenied("the person did not allow this application"))
-        async def refused_again():
+
+        async def refused_again():  # a second Deny is told the same
             return refusal
         return await flow.end(svc, pending, signed_in, flow.Ending(answer=refusal, audit_entries=(denied,),
                                                                    if_ended_before=refused_again))
