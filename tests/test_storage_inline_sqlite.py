@@ -143,3 +143,50 @@ def test_a_write_that_finds_the_file_busy_is_done_once_the_other_writer_is_gone_
     assert signatures == ["busy-test"]
     assert ticks > 0  # other requests were served while this one waited
     assert database.run_sync(lambda c: c.execute(EVENTS_OF, {"event": "signed busy-test"}).all())
+
+
+def test_the_write_ahead_log_is_copied_into_the_database_by_a_thread_never_by_the_event_loop(tmp_path, monkeypatch):
+    """SQLite copies its log back into the database file in whichever connection's commit finds it
+    over 1,000 pages, waiting on the disk: on the event loop's connection no request was served
+    meanwhile. The checkpointer thread does it instead, and the rows are then in the file itself."""
+    import sqlite3
+    import time
+
+    from op_proxy.storage.database import WalCheckpointer
+
+    monkeypatch.setattr(WalCheckpointer, "EVERY_WRITES", 10_000)  # the thread waits for a signal...
+    monkeypatch.setattr(WalCheckpointer, "EVERY_SECONDS", 60.0)  # ...that does not come while we write
+    path = tmp_path / "op-proxy.sqlite3"
+    upgrade_schema(f"sqlite+aiosqlite:///{path}")
+    database = Database(f"sqlite+aiosqlite:///{path}")
+    page = "ข้อมูล" * 170  # about 3 KB: each event fills most of a page of its own
+
+    def add_event(connection, number):
+        with database.writing(connection):
+            connection.execute(ADD_EVENT, {"event": f"bulk-{number}", "outcome": "success", "at": number,
+                                           "detail": {"page": page}})
+
+    async def write(count, start=0):
+        for number in range(start, start + count):
+            await database.run(add_event, number)
+
+    try:
+        asyncio.run(write(300))  # each write dirties the table and three indexes: some 1,200 pages of log
+        frames = (path.with_name(path.name + "-wal").stat().st_size - 32) // (4096 + 24)
+        assert frames > 1_100  # nobody on the event loop checkpointed at 1,000 (SQLite's default)
+        assert database.checkpointer.checkpoints == 0
+
+        database.checkpointer.EVERY_WRITES = 1  # the next write signals the thread
+        asyncio.run(write(1, start=300))
+        deadline = time.monotonic() + 10
+        while database.checkpointer.checkpoints == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert database.checkpointer.checkpoints == 1
+        # The database file alone, read without the log: every row is in it now.
+        file_only = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+        try:
+            assert file_only.execute("SELECT count(*) FROM audit_events WHERE event LIKE 'bulk-%'").fetchone() == (301,)
+        finally:
+            file_only.close()
+    finally:
+        asyncio.run(database.close())
