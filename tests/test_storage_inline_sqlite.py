@@ -16,9 +16,10 @@ from op_proxy.storage.models import AuditEvent, Client
 EVENTS = AuditEvent.__table__
 CLIENTS = Client.__table__
 ADD_EVENT = insert(EVENTS)
-EVENTS_OF = select(EVENTS.c.id, EVENTS.c.event, EVENTS.c.detail, EVENTS.c.client_id).where(
-    EVENTS.c.event == bindparam("event")).order_by(EVENTS.c.id)
-RENAME = update(EVENTS).where(EVENTS.c.event == bindparam("old")).values(event=bindparam("new"))
+# The literals (50, 1000) are bound parameters SQLAlchemy fills in itself.
+EVENTS_OF = select(EVENTS.c.id, EVENTS.c.event, EVENTS.c.detail, EVENTS.c.client_id, EVENTS.c.at).where(
+    EVENTS.c.event == bindparam("event"), EVENTS.c.at >= 50).order_by(EVENTS.c.id)
+RENAME = update(EVENTS).where(EVENTS.c.event == bindparam("old"), EVENTS.c.at < 1000).values(event=bindparam("new"))
 ENABLED = select(CLIENTS.c.client_id, CLIENTS.c.enabled, CLIENTS.c.redirect_uris).where(
     CLIENTS.c.client_id == bindparam("client_id"))
 ADD_CLIENT = insert(CLIENTS)
@@ -42,7 +43,7 @@ def every_shape(connection, event: str):
 
 def write(connection, event: str):
     for number in range(3):
-        connection.execute(ADD_EVENT, {"event": event, "outcome": "success", "at": number,
+        connection.execute(ADD_EVENT, {"event": event, "outcome": "success", "at": 100 + number,
                                        "detail": {"n": number, "thai": "ทดสอบ"} if number else None})
     return connection.execute(RENAME, {"old": event, "new": event + "-renamed"}).rowcount
 
@@ -82,6 +83,7 @@ def test_the_inline_path_reads_and_writes_what_sqlalchemy_does(database):
     direct = database._inline_connection()._plans  # the statements that took the direct way
     assert direct.get((EVENTS_OF, ("event",))) and direct.get((RENAME, ("old", "new")))
     assert ours["attributes"] == ("inline-2-renamed", None, None)
+    assert [row[-1] for row in ours["all"]] == [100, 101, 102]
     assert ours["iterated"] == [None, {"n": 1, "thai": "ทดสอบ"}, {"n": 2, "thai": "ทดสอบ"}]
     assert ours["client"] == ("app", True, ["https://a.example/cb"])  # booleans and JSON as SQLAlchemy reads them
     assert ours["none"] is None
@@ -114,7 +116,7 @@ def test_a_write_that_finds_the_file_busy_is_done_once_the_other_writer_is_gone_
     def operation(connection):
         signed = sign("busy-test")
         with database.writing(connection):
-            connection.execute(ADD_EVENT, {"event": signed, "outcome": "success", "at": 1, "detail": None})
+            connection.execute(ADD_EVENT, {"event": signed, "outcome": "success", "at": 100, "detail": None})
         return signed
 
     database.run_sync(lambda connection: None)  # this process has the file open (in WAL) already

@@ -350,11 +350,16 @@ class _Plan:
     """A statement compiled for pysqlite: its SQL, how to turn parameters into the positional
     values (bind processors: JSON, booleans) and rows into mappings (result processors)."""
 
-    def __init__(self, compiled, dialect):
-        self.compiled = compiled
+    def __init__(self, compiled, dialect, parameter_names):
         self.sql = compiled.string
         processors = compiled._bind_processors
-        self.binds = [(name, processors.get(name)) for name in compiled.positiontup]
+        # Where each value comes from, worked out once (a plan serves one set of parameter names):
+        # what construct_params does for every execution, as it does it.
+        self.slots = []
+        for name in compiled.positiontup:
+            bind, process = compiled.binds[name], processors.get(name)
+            source = bind.key if bind.key in parameter_names else name if name in parameter_names else None
+            self.slots.append((source, bind.value, process))
         self.columns = [(column[0], column[3]._cached_result_processor(dialect, None))
                         for column in compiled._result_columns]
         self.keys = [key for key, _process in self.columns]
@@ -368,11 +373,15 @@ class _Plan:
                    "literal_execute_params", "post_compile_params")
         if compiled.positiontup is None or any(getattr(compiled, name, None) for name in unusual):
             return None  # defaults computed in Python, RETURNING, expanding IN (...): SQLAlchemy's work
-        return cls(compiled, dialect)
+        if compiled.escaped_bind_names or getattr(compiled, "_collected_params", None) or any(
+                bind.callable for bind in compiled.binds.values()):
+            return None  # names SQLite cannot take, values computed per execution: SQLAlchemy's work
+        return cls(compiled, dialect, set(parameters or ()))
 
     def values(self, parameters: dict) -> tuple:
-        params = self.compiled.construct_params(parameters, _check=False)
-        return tuple(params[name] if process is None else process(params[name]) for name, process in self.binds)
+        return tuple([(constant if source is None else parameters[source]) if process is None
+                      else process(constant if source is None else parameters[source])
+                      for source, constant, process in self.slots])
 
 
 class _Row(tuple):
