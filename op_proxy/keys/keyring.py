@@ -287,9 +287,10 @@ class Keyring:
 
     # -- using -----------------------------------------------------------------------------------
 
-    def sign(self, claims: dict, *, typ: str = "JWT") -> str:
-        """A compact JWS (RFC 7515 §7.1), RS256 (RFC 7518 §3.3: RSASSA-PKCS1-v1_5 with SHA-256)."""
-        key = self.signing_key()
+    def sign(self, claims: dict, *, typ: str = "JWT", key: SigningKey | None = None) -> str:
+        """A compact JWS (RFC 7515 §7.1), RS256 (RFC 7518 §3.3: RSASSA-PKCS1-v1_5 with SHA-256), with
+        ``key`` (the signing key of the moment if not given)."""
+        key = key or self.signing_key()
         signing_input = key.encoded_header(self.algorithm, typ) + b"." + b64url(orjson.dumps(claims))
         signature = key.private_key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
         return (signing_input + b"." + b64url(signature)).decode("ascii")

@@ -58,6 +58,17 @@ class ApiRequest:
 Handler = Callable[[Services, ApiRequest], Awaitable[dict]]
 
 
+class FormFields(MultiDict):
+    """A request's form as the handlers read it. werkzeug's ``MultiDict.get`` finds a missing name
+    by raising and catching its ``BadRequestKeyError`` (an HTTP exception, made with its page text),
+    and a token call asks for several names it was not sent (code_verifier, client_assertion...)."""
+
+    def get(self, key, default=None, type=None):  # noqa: A002 - MultiDict's own signature
+        if not dict.__contains__(self, key):
+            return default
+        return super().get(key, default, type)
+
+
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     path: str
@@ -150,7 +161,7 @@ class ApiEndpoints:
                 break
         body = b"".join(message.get("body", b"") for message in received)
         try:
-            form = MultiDict(parse_form(body)) if scope["method"] == "POST" else MultiDict()
+            form = FormFields(parse_form(body) if scope["method"] == "POST" else ())
         except UnicodeDecodeError:
             return await self.app(scope, replaying(received, receive), send)
         client = scope.get("client")

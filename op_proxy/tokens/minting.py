@@ -64,8 +64,8 @@ class TokenMinter:
         return Lifetimes(*(one(name) for name in ("access_token_lifetime", "id_token_lifetime",
                                                     "refresh_token_lifetime")))
 
-    def access_token(self, grant: Grant, now: int, lifetimes: Lifetimes, token_format: str | None = None
-                     ) -> tuple[str, dict]:
+    def access_token(self, grant: Grant, now: int, lifetimes: Lifetimes, token_format: str | None = None,
+                     key=None) -> tuple[str, dict]:
         """RFC 9068: a JWT with ``typ: at+jwt`` that resource servers verify with our JWKS; or, for a
         client that asked for it, an opaque random string its resource servers introspect (RFC 7662)
         — one RSA signature fewer per token response."""
@@ -84,11 +84,11 @@ class TokenMinter:
             claims["acr"] = grant.acr
         if grant.amr:
             claims["amr"] = grant.amr
-        token = self.keyring.sign(claims, typ="at+jwt")
+        token = self.keyring.sign(claims, typ="at+jwt", key=key)
         return token, {"jti": jti, "grant_id": grant.id, "client_id": grant.client_id, "expires_at": expires_at}
 
     def id_token(self, grant: Grant, profile: dict, allowed_scopes, *, now: int, access_token: str,
-                 nonce: str | None, lifetime: int) -> str:
+                 nonce: str | None, lifetime: int, key=None) -> str:
         """OIDC Core §2 and §3.1.3.6; profile claims released as for userinfo (§5.4, §5.5)."""
         requested = (grant.claims or {}).get("id_token") or {}
         claims = release(profile, grant.scope.split(), requested, allowed_scopes)
@@ -104,7 +104,7 @@ class TokenMinter:
             claims["acr"] = grant.acr
         if grant.amr:
             claims["amr"] = grant.amr
-        return self.keyring.sign(claims)
+        return self.keyring.sign(claims, key=key)
 
     def refresh_token(self, grant: Grant, now: int, lifetime: int) -> tuple[str, dict]:
         token = random_token(32)
@@ -116,9 +116,10 @@ class TokenMinter:
         now = int(time.time())
         lifetimes = self.lifetimes(client)
         token_format = getattr(client, "access_token_format", None)
-        access_token, access_row = self.access_token(grant, now, lifetimes, token_format)
+        key = self.keyring.signing_key(now)  # one key for both tokens, looked up once
+        access_token, access_row = self.access_token(grant, now, lifetimes, token_format, key)
         refresh_token, refresh_row = self.refresh_token(grant, now, lifetimes.refresh_token_lifetime)
         id_token = self.id_token(grant, profile, client.allowed_scopes, now=now, access_token=access_token,
-                                 nonce=nonce, lifetime=lifetimes.id_token_lifetime)
+                                 nonce=nonce, lifetime=lifetimes.id_token_lifetime, key=key)
         issued = IssuedTokens(access_token, lifetimes.access_token_lifetime, id_token, refresh_token, grant.scope)
         return issued, access_row, refresh_row
