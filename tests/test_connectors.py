@@ -15,6 +15,7 @@ from op_proxy.upstreams.base import (
     LoginFailed,
     PasswordConnector,
     RefreshingConnector,
+    is_a,
 )
 from op_proxy.upstreams.local import LocalConnector
 from op_proxy.upstreams.oidc import OidcConnector
@@ -52,6 +53,23 @@ def test_an_oidc_upstream_is_left_for_and_can_refresh_and_sign_out(kind):
     assert isinstance(upstream, CallbackConnector) and upstream.callback_path == "/callback/psu"
     assert isinstance(upstream, RefreshingConnector) and isinstance(upstream, LoggingOutConnector)
     assert not isinstance(upstream, PasswordConnector)
+
+
+def test_what_a_connector_can_do_is_asked_once_per_kind_and_answered_alike_every_time():
+    """The flow asks ``is_a`` (isinstance, remembered per class): a local upstream never passes for
+    one that refreshes because an OIDC upstream was asked about first, nor the other way round."""
+
+    class NotAConnector:
+        name, kind, display_name = "x", "x", {}
+
+    kinds = (PasswordConnector, CallbackConnector, RefreshingConnector, LoggingOutConnector)
+    upstreams = [oidc_upstream(OidcConnector, "psu"), local_upstream(), oidc_upstream(ThaidConnector, "thaid"),
+                 NotAConnector(), None]
+    for _ in range(2):  # the second time from what was remembered
+        for upstream in upstreams:
+            assert [is_a(upstream, kind) for kind in kinds] == [isinstance(upstream, kind) for kind in kinds]
+    assert [is_a(upstreams[1], kind) for kind in kinds] == [True, False, False, False]
+    assert [is_a(upstreams[0], kind) for kind in kinds] == [False, True, True, True]
 
 
 def test_an_application_leaving_a_kind_of_sign_in_without_a_front_door_does_not_start():

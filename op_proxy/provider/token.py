@@ -19,7 +19,7 @@ from op_proxy.services import Services
 from op_proxy.signin.upstream_session import refresh_at_upstream
 from op_proxy.storage import operations
 from op_proxy.storage.models import Client, Grant
-from op_proxy.upstreams.base import RefreshingConnector
+from op_proxy.upstreams.base import RefreshingConnector, is_a
 
 blueprint = Blueprint("token", __name__)
 blueprint.after_request(allow_registered_origins)  # single-page applications redeem their codes here
@@ -127,7 +127,7 @@ async def refresh_token_grant(svc: Services, client: Client, request: ApiRequest
 
     def needs_upstream(upstream: str | None, has_refresh_token: bool) -> bool:
         # Dex-style: the upstream is asked whether the person is still good there, when it can be.
-        return has_refresh_token and isinstance(svc.connectors.get(upstream), RefreshingConnector)
+        return has_refresh_token and is_a(svc.connectors.get(upstream), RefreshingConnector)
 
     def audit_for(event, outcome, grant):
         if event == "tokens_issued":

@@ -24,13 +24,13 @@ from op_proxy.signin import flow
 from op_proxy.signin.pending import PendingSignIn
 from op_proxy.storage import sign_ins
 from op_proxy.storage.sign_ins import UpstreamLoginRecord
-from op_proxy.upstreams.base import CallbackConnector, Connector, ConnectorData, LoginFailed, LoginHints
+from op_proxy.upstreams.base import CallbackConnector, Connector, ConnectorData, LoginFailed, LoginHints, is_a
 from op_proxy.web import client_ip, render_page, use_locale
 
 
 def register(app, connectors: dict) -> None:
     for connector in connectors.values():
-        if isinstance(connector, CallbackConnector):
+        if is_a(connector, CallbackConnector):
             app.add_url_rule(connector.callback_path, f"callback_{connector.name}", callback_for(connector.name),
                              methods=["GET", "POST"])
 

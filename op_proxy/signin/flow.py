@@ -47,7 +47,7 @@ from op_proxy.storage import sign_ins
 from op_proxy.storage.models import Client
 from op_proxy.storage.operations import get_client, write_audit
 from op_proxy.storage.sign_ins import AccountRecord, SessionRecord
-from op_proxy.upstreams.base import Connector, Identity, LoginFailed, PasswordConnector
+from op_proxy.upstreams.base import Connector, Identity, LoginFailed, PasswordConnector, is_a
 from op_proxy.web import client_ip, set_cookie, use_locale
 
 BROWSER_COOKIE = "op_browser"
@@ -154,7 +154,7 @@ async def allowed_upstreams(svc: Services, pending: PendingSignIn, client: Clien
 
 def upstream_path(pending: PendingSignIn, connector: Connector) -> str:
     """Where the person signs in at ``connector``: our own password form, or on the way to the upstream."""
-    if isinstance(connector, PasswordConnector):
+    if is_a(connector, PasswordConnector):
         return f"/login/{pending.id}/password/{connector.name}"
     return f"/login/{pending.id}/{connector.name}"
 

@@ -11,7 +11,7 @@ from op_proxy.services import Services, services
 from op_proxy.signin import flow
 from op_proxy.signin.callbacks import failure_page, go_to_upstream, shown_error, upstream_failed
 from op_proxy.signin.pending import PendingSignIn
-from op_proxy.upstreams.base import LoginFailed, PasswordConnector
+from op_proxy.upstreams.base import LoginFailed, PasswordConnector, is_a
 from op_proxy.web import client_ip, forms_lead_only_to, render_page
 
 blueprint = Blueprint("signin", __name__)
@@ -44,7 +44,7 @@ async def start_upstream(login_id: str, upstream: str):
     svc = services()
     pending = await flow.load(svc, login_id)
     connector = await allowed_connector(svc, pending, upstream)
-    if isinstance(connector, PasswordConnector):
+    if is_a(connector, PasswordConnector):
         return redirect(flow.upstream_path(pending, connector), 303)
     return await go_to_upstream(svc, pending, connector)
 
@@ -90,7 +90,7 @@ async def password_form(login_id: str, upstream: str):
     connector = next((u for u in upstreams if u.name == upstream), None)
     if connector is None:
         raise not_available()
-    if not isinstance(connector, PasswordConnector):
+    if not is_a(connector, PasswordConnector):
         raise PageError(_("Sign-in method not available"), _("This sign-in method has no password form."), 404)
     page = {"login_id": login_id, "upstream": connector, "client": client if client and client.enabled else None,
             "choose_another": len(upstreams) > 1 and not pending.request.idp_hint}
@@ -118,7 +118,7 @@ async def answer_again(svc: Services, pending: PendingSignIn | None, upstream: s
     way): the same answer again, if the password proves it is the same person (flow.replay)."""
     answer = flow.kept_answer(svc, pending)
     connector = svc.connectors.get(upstream)
-    if answer is None or not isinstance(connector, PasswordConnector):
+    if answer is None or not is_a(connector, PasswordConnector):
         return None
     form = await request.form
     try:

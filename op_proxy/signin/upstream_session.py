@@ -11,7 +11,7 @@ from op_proxy.errors import InvalidGrant, TemporarilyUnavailable
 from op_proxy.security import seal, unseal
 from op_proxy.signin.sessions import session_by_sid
 from op_proxy.storage.models import Account, Grant, SsoSession
-from op_proxy.upstreams.base import LoggingOutConnector, LoginFailed, RefreshingConnector, UpstreamUnavailable
+from op_proxy.upstreams.base import LoggingOutConnector, LoginFailed, RefreshingConnector, UpstreamUnavailable, is_a
 
 LOGOUT_STATE_TYPE = "logout-state+jwt"
 LOGOUT_DONE_PATH = "/logout/done"
@@ -22,7 +22,7 @@ async def refresh_at_upstream(svc, grant: Grant) -> None:
     A refusal ends the grant; an unreachable upstream is a temporary failure, not a sign-out."""
     sso = await session_by_sid(svc.db, grant.sid)
     connector = svc.connectors.get(sso.upstream) if sso else None
-    if sso is None or not sso.upstream_refresh_token or not isinstance(connector, RefreshingConnector):
+    if sso is None or not sso.upstream_refresh_token or not is_a(connector, RefreshingConnector):
         return
     account_row = await svc_account(svc, grant.sub)
     try:
@@ -56,7 +56,7 @@ async def upstream_logout_redirect(svc, sso: SsoSession, return_to: str | None, 
     """The upstream's end-session URL, carrying where to go afterwards in a short-lived state
     signed by us (so any op-proxy process can finish the sign-out, and nobody can forge it)."""
     connector = svc.connectors.get(sso.upstream)
-    if not isinstance(connector, LoggingOutConnector):
+    if not is_a(connector, LoggingOutConnector):
         return None
     now = int(time.time())
     signed_state = svc.keyring.sign({"iss": svc.settings.issuer, "aud": svc.settings.issuer, "iat": now,

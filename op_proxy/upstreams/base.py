@@ -152,3 +152,17 @@ class LoggingOutConnector(Protocol):
     async def end_session_url(self, id_token: str | None, post_logout_redirect_uri: str, state: str) -> str | None:
         """Where to send the person to sign out upstream too, if anywhere."""
         ...
+
+
+_KINDS: dict[tuple[type, type], bool] = {}
+
+
+def is_a(connector, kind: type) -> bool:
+    """``isinstance(connector, kind)`` for the protocols above, worked out once per connector class:
+    Python 3.11 works a runtime-checkable protocol's members out again on every ``isinstance`` (tens
+    of microseconds; a sign-in asks several times). Every connector of one class has the same members."""
+    key = (type(connector), kind)
+    known = _KINDS.get(key)
+    if known is None:
+        known = _KINDS[key] = isinstance(connector, kind)
+    return known
