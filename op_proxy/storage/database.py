@@ -235,7 +235,9 @@ class WalCheckpointer:
     loop's own connection checkpoints beyond it). With several processes on one file each has its
     checkpointer; a checkpoint another is running makes this one skip its turn."""
 
-    EVERY_WRITES = 64
+    # A token response writes some 13 pages: a checkpoint copies a few thousand pages of log, each
+    # page once however often it was written since the last one, and syncs the disk twice.
+    EVERY_WRITES = 200
     EVERY_SECONDS = 1.0
     BACKSTOP_PAGES = 8000  # 32 MiB of log with 4 KiB pages
 
