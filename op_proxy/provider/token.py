@@ -46,7 +46,7 @@ async def token(svc: Services, request: ApiRequest) -> dict:
 def refuse_repeated_parameters(form) -> None:
     """RFC 6749 §3.2: parameters must not be repeated; taking the first of two grant_types (or
     codes) would act on a request the client did not unambiguously make."""
-    repeated = sorted(name for name in form if len(form.getlist(name)) > 1)
+    repeated = sorted(name for name, values in form.lists() if len(values) > 1)
     if repeated:
         raise InvalidRequest(f"parameter {repeated[0]} is repeated")
 

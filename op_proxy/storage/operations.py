@@ -49,9 +49,12 @@ class GrantRecord:
     client_sub = Grant.client_sub
 
 
+GRANT_FIELDS = [(column.name, "grant__" + column.name) for column in GRANTS.c]
+
+
 def grant_from(row) -> GrantRecord:
     """The grant of a joined row (its columns labelled ``grant__*``), for the minter and the checks."""
-    return GrantRecord(**{column.name: row["grant__" + column.name] for column in GRANTS.c})
+    return GrantRecord(**{name: row[label] for name, label in GRANT_FIELDS})
 
 
 # Statements built once: building and keying a statement per request costs more than running it.
