@@ -283,6 +283,8 @@ class WalCheckpointer:
             self.checkpoints += 1
         except sqlite3.OperationalError as error:  # busy: another process's checkpoint; its turn
             log.debug("WAL checkpoint skipped: %s", error)
+        except sqlite3.Error as error:  # the thread goes on; the event loop's backstop still bounds the log
+            log.warning("WAL checkpoint failed: %s", type(error).__name__)
 
     def stop(self) -> None:
         self._stopping.set()
