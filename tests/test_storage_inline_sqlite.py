@@ -192,3 +192,59 @@ def test_the_write_ahead_log_is_copied_into_the_database_by_a_thread_never_by_th
             file_only.close()
     finally:
         asyncio.run(database.close())
+
+
+def test_a_log_that_grew_long_is_started_again_from_its_beginning(tmp_path, monkeypatch):
+    """Under a steady stream of writes SQLite never finds its log wholly copied with nobody in it, so
+    it never starts it again: the log grew without end and every commit past SQLite's threshold ran
+    a checkpoint on the event loop. Past RESTART_PAGES the thread makes the next write start over."""
+    import sqlite3
+    import threading
+    import time
+
+    from op_proxy.storage.database import WalCheckpointer
+
+    monkeypatch.setattr(WalCheckpointer, "EVERY_WRITES", 10_000)
+    monkeypatch.setattr(WalCheckpointer, "EVERY_SECONDS", 60.0)
+    monkeypatch.setattr(WalCheckpointer, "RESTART_PAGES", 400)
+    monkeypatch.setattr(WalCheckpointer, "RESTART_WAIT", 5.0)  # for the reader below, on a busy machine
+    path = tmp_path / "op-proxy.sqlite3"
+    upgrade_schema(f"sqlite+aiosqlite:///{path}")
+    database = Database(f"sqlite+aiosqlite:///{path}")
+
+    def add_event(connection, number):
+        with database.writing(connection):
+            connection.execute(ADD_EVENT, {"event": f"bulk-{number}", "outcome": "success", "at": number,
+                                           "detail": {"page": "x" * 3000}})
+
+    async def write(numbers):
+        for number in numbers:
+            await database.run(add_event, number)
+
+    def pages_in_log() -> int:
+        other = sqlite3.connect(path)
+        try:
+            return other.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
+        finally:
+            other.close()
+
+    try:
+        asyncio.run(write(range(150)))  # some 600 pages of log
+        # Another process is reading while the thread checkpoints: the log cannot be wholly copied
+        # until it has finished (a moment later), and a PASSIVE checkpoint does not wait for it.
+        reader = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM audit_events").fetchall()
+        threading.Timer(0.2, reader.execute, ("COMMIT",)).start()
+        database.checkpointer.EVERY_WRITES = 1
+        asyncio.run(write([150]))
+        deadline = time.monotonic() + 10
+        while database.checkpointer.checkpoints == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert database.checkpointer.restarts == 1
+        database.checkpointer.EVERY_WRITES = 10_000
+        asyncio.run(write(range(151, 161)))
+        assert pages_in_log() < 100  # the ten writes since went to the log's beginning
+    finally:
+        reader.close()
+        asyncio.run(database.close())
