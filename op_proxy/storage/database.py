@@ -200,9 +200,6 @@ def _tune_sqlite(dbapi_connection, _record):
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=10000")
-    # Checkpoints are the checkpointer thread's (WalCheckpointer): a connection copies the log back
-    # itself only if that thread is gone (SQLite's own default would do it every 1,000 pages).
-    cursor.execute(f"PRAGMA wal_autocheckpoint={WalCheckpointer.BACKSTOP_PAGES}")
     cursor.close()
 
 
@@ -210,6 +207,9 @@ def _tune_sqlite_inline(dbapi_connection, record):
     _tune_sqlite(dbapi_connection, record)
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA busy_timeout=0")  # busy: retried in a thread, the event loop never sleeps
+    # Checkpoints are the checkpointer thread's: the event loop copies the log back itself only if
+    # that thread has fallen this far behind (SQLite's own default would do it every 1,000 pages).
+    cursor.execute(f"PRAGMA wal_autocheckpoint={WalCheckpointer.BACKSTOP_PAGES}")
     cursor.close()
 
 
@@ -230,28 +230,20 @@ class WalCheckpointer:
     sqlite3 module lets go of the GIL while it works). Durability is unchanged: the log is synced
     before the database is written, as in any checkpoint.
 
-    SQLite starts the log again from its beginning only when a write finds it wholly copied and no
-    reader still in it, which a steady stream of writes from several processes never leaves time for:
-    the log grew without end, and every commit past SQLite's own threshold ran a small checkpoint
-    with its two fdatasyncs on the event loop (``--workers 2``: one every 2 ms). So once the log
-    passes ``RESTART_PAGES`` the thread checkpoints RESTART: writers find the file busy for those
-    milliseconds (retried without blocking, as when another process writes) and the next one starts
-    the log again. The connections of this process checkpoint by themselves only past
-    ``BACKSTOP_PAGES``, if the thread is gone. With several processes on one file each has its
+    Under a steady stream of writes the log may not be wholly copied between two of them, and SQLite
+    starts it again from its beginning only when it is: ``BACKSTOP_PAGES`` bounds it (the event
+    loop's own connection checkpoints beyond it). With several processes on one file each has its
     checkpointer; a checkpoint another is running makes this one skip its turn."""
 
     # A token response writes some 13 pages: a checkpoint copies a few thousand pages of log, each
     # page once however often it was written since the last one, and syncs the disk twice.
     EVERY_WRITES = 200
     EVERY_SECONDS = 1.0
-    RESTART_PAGES = 4000  # 16 MiB of log with 4 KiB pages
-    RESTART_WAIT = 0.25  # seconds the RESTART waits for readers to leave the log (then: next time)
-    BACKSTOP_PAGES = 50_000
+    BACKSTOP_PAGES = 8000  # 32 MiB of log with 4 KiB pages
 
     def __init__(self, path: str):
         self.path = path
         self.checkpoints = 0  # done so far (for the tests and a curious operator)
-        self.restarts = 0  # of them, the RESTART ones
         self._writes = 0
         self._due = threading.Event()
         self._stopping = threading.Event()
@@ -287,14 +279,7 @@ class WalCheckpointer:
 
     def checkpoint(self, connection) -> None:
         try:
-            _busy, pages, _copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            if pages >= self.RESTART_PAGES:
-                connection.execute(f"PRAGMA busy_timeout={int(self.RESTART_WAIT * 1000)}")
-                try:
-                    connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
-                    self.restarts += 1
-                finally:
-                    connection.execute("PRAGMA busy_timeout=0")
+            connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
             self.checkpoints += 1
         except sqlite3.OperationalError as error:  # busy: another process's checkpoint; its turn
             log.debug("WAL checkpoint skipped: %s", error)
