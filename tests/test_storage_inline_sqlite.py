@@ -161,7 +161,7 @@ def test_the_write_ahead_log_is_copied_into_the_database_by_a_thread_never_by_th
     path = tmp_path / "op-proxy.sqlite3"
     upgrade_schema(f"sqlite+aiosqlite:///{path}")
     database = Database(f"sqlite+aiosqlite:///{path}")
-    page = "ข้อมูล" * 170  # about 3 KB: each event fills most of a page of its own
+    page = "ข้อมูล" * 170  # some 6 KB of JSON (Thai is escaped): each event takes pages of its own
 
     def add_event(connection, number):
         with database.writing(connection):
@@ -173,7 +173,7 @@ def test_the_write_ahead_log_is_copied_into_the_database_by_a_thread_never_by_th
             await database.run(add_event, number)
 
     try:
-        asyncio.run(write(300))  # each write dirties the table and three indexes: some 1,200 pages of log
+        asyncio.run(write(300))  # each write dirties the table, its overflow and three indexes: 1,100+ pages of log
         frames = (path.with_name(path.name + "-wal").stat().st_size - 32) // (4096 + 24)
         assert frames > 1_100  # nobody on the event loop checkpointed at 1,000 (SQLite's default)
         assert database.checkpointer.checkpoints == 0
