@@ -37,10 +37,16 @@ QUERY_TIMEOUT = 10  # seconds for one statement: the client gives up reading (an
 POOL_TIMEOUT = 5  # seconds to wait for a free pooled connection
 
 
-def prepare_sqlite_directory(url: str) -> None:
+def sqlite_file(url: str) -> str | None:
+    """The path of a SQLite database kept in a file (None: another database, or SQLite in memory)."""
     parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    database = parsed.database if parsed.get_backend_name() == "sqlite" else None
+    return database if database and database != ":memory:" and not database.startswith("file:") else None
+
+
+def prepare_sqlite_directory(url: str) -> None:
+    if (path := sqlite_file(url)) is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
 def synchronous_url(url: str):
@@ -211,12 +217,6 @@ def _tune_sqlite_inline(dbapi_connection, record):
     # that thread has fallen this far behind (SQLite's own default would do it every 1,000 pages).
     cursor.execute(f"PRAGMA wal_autocheckpoint={WalCheckpointer.BACKSTOP_PAGES}")
     cursor.close()
-
-
-def sqlite_file(url: str) -> str | None:
-    """The path of a SQLite database kept in a file (None: in memory)."""
-    database = make_url(url).database
-    return database if database and database != ":memory:" and not database.startswith("file:") else None
 
 
 class WalCheckpointer:
