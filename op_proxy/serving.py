@@ -193,9 +193,11 @@ def run_worker(settings, config, sockets=None, shutdown_event=None) -> None:
     from hypercorn.asyncio.run import worker_serve
     from hypercorn.utils import wrap_app
 
+    from op_proxy import http1
     from op_proxy.app import create_app
     from op_proxy.logs import configure as configure_logs
 
+    http1.install()  # each HTTP/1.1 response in one write (see op_proxy.http1)
     app = create_app(settings)
     configure_logs(settings.logging, config)  # [logging] in this worker, hypercorn's own lines included
     stop: asyncio.Event | None = None

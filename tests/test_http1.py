@@ -1,0 +1,125 @@
+"""What an HTTP/1.1 client receives from ``op-proxy serve``: each response written to the socket once,
+head and body together (op_proxy.http1), and nothing else changed: a streamed body still leaves
+chunk by chunk, ``100 Continue`` is not held back, a body-less answer is whole.
+
+These drive hypercorn's own connection machinery (``ProtocolWrapper``, as its TCP server creates it)
+with the bytes a client sends, and record what it hands to the socket."""
+
+from __future__ import annotations
+
+import asyncio
+
+import hypercorn.protocol
+import pytest
+from hypercorn.asyncio.task_group import TaskGroup
+from hypercorn.asyncio.worker_context import WorkerContext
+from hypercorn.config import Config
+from hypercorn.events import RawData
+from hypercorn.typing import ConnectionState
+from hypercorn.utils import wrap_app
+
+from op_proxy import http1
+
+GET = b"GET /hello HTTP/1.1\r\nHost: op.example\r\n\r\n"
+
+
+@pytest.fixture(autouse=True)
+def one_write_protocol(monkeypatch):
+    monkeypatch.setattr(hypercorn.protocol, "H11Protocol", hypercorn.protocol.H11Protocol)  # undone after
+    http1.install()
+
+
+def answering(*body_messages, status=200, headers=((b"content-type", b"text/plain"),)):
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        while (await receive()).get("more_body"):
+            pass
+        await send({"type": "http.response.start", "status": status, "headers": list(headers)})
+        for message in body_messages:
+            await send({"type": "http.response.body", **message})
+    return app
+
+
+def socket_writes(app, *client_sends: bytes) -> list[bytes]:
+    """What hypercorn writes to the client's socket, write by write, for these bytes from the client."""
+    writes: list[bytes] = []
+
+    async def to_socket(event):
+        if isinstance(event, RawData):
+            writes.append(event.data)
+
+    async def converse():
+        async with TaskGroup(asyncio.get_running_loop()) as task_group:
+            connection = hypercorn.protocol.ProtocolWrapper(
+                wrap_app(app, 2**20, "asgi"), Config(), WorkerContext(None), task_group, ConnectionState({}),
+                False, ("127.0.0.1", 50000), ("127.0.0.1", 8080), to_socket)
+            for data in client_sends:
+                await connection.handle(RawData(data))
+                await asyncio.sleep(0.01)  # the application's task runs
+
+    asyncio.run(converse())
+    return writes
+
+
+def test_hypercorn_creates_the_one_write_protocol_for_every_http1_connection():
+    # If a hypercorn upgrade creates its HTTP/1.1 protocol from elsewhere, this fails, not the speed.
+    async def created():
+        async def to_socket(_event):
+            pass
+        async with TaskGroup(asyncio.get_running_loop()) as task_group:
+            return hypercorn.protocol.ProtocolWrapper(
+                answering(), Config(), WorkerContext(None), task_group, ConnectionState({}), False, None, None,
+                to_socket).protocol
+    assert type(asyncio.run(created())) is http1.OneWriteH11Protocol
+
+
+LENGTH_12 = ((b"content-type", b"text/plain"), (b"content-length", b"12"))
+
+
+def test_a_response_leaves_in_one_write_with_its_head_and_its_body():
+    # Every answer op-proxy gives has its length: the whole response is one write.
+    writes = socket_writes(answering({"body": b"hello, world"}, headers=LENGTH_12), GET)
+    assert len(writes) == 1
+    head, body = writes[0].split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 200 ") and b"content-length: 12" in head.lower()
+    assert body == b"hello, world"
+
+
+def test_a_response_with_a_length_and_a_final_empty_message_is_still_one_write():
+    # Quart's way: the body, then an empty last message.
+    app = answering({"body": b"{}", "more_body": True}, {"body": b"", "more_body": False},
+                    headers=((b"content-length", b"2"),))
+    writes = socket_writes(app, GET)
+    assert len(writes) == 1
+    assert writes[0].startswith(b"HTTP/1.1 200 ") and writes[0].endswith(b"\r\n\r\n{}")
+
+
+def test_a_streamed_body_still_leaves_chunk_by_chunk_the_head_with_the_first():
+    # No length given: chunked, as hypercorn always did; only the head waits, for the first chunk.
+    app = answering({"body": b"first", "more_body": True}, {"body": b"second", "more_body": True},
+                    {"body": b"", "more_body": False})
+    writes = socket_writes(app, GET)
+    assert len(writes) == 3
+    assert writes[0].startswith(b"HTTP/1.1 200 ") and writes[0].endswith(b"\r\n\r\n5\r\nfirst\r\n")
+    assert writes[1:] == [b"6\r\nsecond\r\n", b"0\r\n\r\n"]
+
+
+def test_a_response_without_a_body_is_written_whole():
+    writes = socket_writes(answering({"body": b""}, status=204, headers=()), GET)
+    assert len(writes) == 1
+    assert writes[0].startswith(b"HTTP/1.1 204 ") and writes[0].endswith(b"\r\n\r\n")
+
+
+def test_keep_alive_answers_each_request_of_a_connection_in_one_write_in_order():
+    writes = socket_writes(answering({"body": b"hello, world"}, headers=LENGTH_12), GET, GET)
+    assert len(writes) == 2
+    assert all(write.startswith(b"HTTP/1.1 200 ") and write.endswith(b"\r\n\r\nhello, world") for write in writes)
+
+
+def test_a_client_waiting_for_100_continue_gets_it_before_it_sends_the_body():
+    upload = (b"POST /hello HTTP/1.1\r\nHost: op.example\r\nContent-Length: 4\r\n"
+              b"Expect: 100-continue\r\n\r\n")
+    writes = socket_writes(answering({"body": b"hello, world"}, headers=LENGTH_12), upload, b"data")
+    assert writes[0].startswith(b"HTTP/1.1 100 ")  # not held back with the final response
+    assert len(writes) == 2 and writes[1].startswith(b"HTTP/1.1 200 ")
