@@ -13,7 +13,7 @@ import threading
 import time
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.exc import OperationalError
 
 from op_proxy import audit
@@ -144,6 +144,33 @@ def test_a_code_is_redeemed_once_with_its_account_and_the_tokens_and_audit_row_a
         refresh = await operations.active_refresh_token_row(db, token_digest(issued["refresh_token"]))
         assert refresh.grant.id == grant_id
         assert await events(db) == [("tokens_issued", "success")]
+
+    run(database_url, story)
+
+
+@on_both
+def test_what_an_upstream_said_comes_back_as_it_was_thai_names_huge_numbers_and_older_rows_included(database_url):
+    # Profiles and claims are written by orjson; what it refuses, or what json.dumps wrote before
+    # (NaN), still round-trips: a sign-in never fails on the shape of a claim.
+    said = {"name": "สมชาย ใจดี", "student_number": 2**70, "scores": [1.5, 2], "nested": {"1": True},
+            "groups": ["คณะวิศวกรรมศาสตร์"]}
+
+    async def story(db):
+        grant_id = await a_signed_in_person(db)
+        async with db.transaction() as session:
+            account = await session.get(Account, "person-1")
+            account.profile = said
+        issued = await redeem(db, await a_code(db, grant_id))
+        assert issued["profile"] == said
+        access = await operations.active_access_token_row(db, issued["access_token"], with_profile=True)
+        assert access.profile == said
+
+        if db.is_sqlite:  # a row as json.dumps wrote a NaN (MariaDB's JSON check never let one in)
+            async with db.transaction() as session:
+                await session.execute(text("UPDATE accounts SET profile = '{\"weight\": NaN, \"name\": \"\\u0e2a\"}'"))
+            async with db.session() as session:
+                older = (await session.get(Account, "person-1")).profile
+            assert older["name"] == "ส" and older["weight"] != older["weight"]  # NaN is itself unequal
 
     run(database_url, story)
 

@@ -14,12 +14,14 @@ so that the disk flushes of a checkpoint never stop the event loop.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sqlite3
 import threading
 from contextlib import asynccontextmanager, contextmanager, nullcontext
 from pathlib import Path
 
+import orjson
 from sqlalchemy import Insert, Select, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
@@ -49,6 +51,27 @@ def prepare_sqlite_directory(url: str) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
+def json_text(value) -> str:
+    """A JSON column's text (profiles, claims, audit details), by orjson: a fifth of json.dumps's
+    time, and the hot paths read and write several per request. What orjson refuses (an integer
+    beyond 64 bits in an upstream's claims, say) json.dumps writes, as it always did."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        return json.dumps(value)
+
+
+def json_value(text: str | bytes):
+    """A JSON column's value: orjson, or json.loads for the NaN and Infinity json.dumps once wrote."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
+JSON_CODEC = {"json_serializer": json_text, "json_deserializer": json_value}
+
+
 def synchronous_url(url: str):
     """The same database through the synchronous driver: pysqlite for aiosqlite, PyMySQL for aiomysql."""
     parsed = make_url(url)
@@ -74,15 +97,16 @@ class Database:
         elif self.is_sqlite:
             sync_options = {"connect_args": {"check_same_thread": False}}
         # Statement parameters hold codes' digests, profiles and national IDs: never in an error text.
-        self.engine = create_async_engine(url, hide_parameters=True, **options)
-        self.sync_engine = create_engine(synchronous_url(url), hide_parameters=True, **sync_options)
+        self.engine = create_async_engine(url, hide_parameters=True, **JSON_CODEC, **options)
+        self.sync_engine = create_engine(synchronous_url(url), hide_parameters=True, **JSON_CODEC, **sync_options)
         self.inline_engine = None
         self.checkpointer: WalCheckpointer | None = None
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _tune_sqlite)
             event.listen(self.sync_engine, "connect", _tune_sqlite)
             # One connection, used only by the event loop's thread, that never waits for a lock.
-            self.inline_engine = create_engine(synchronous_url(url), hide_parameters=True, poolclass=StaticPool,
+            self.inline_engine = create_engine(synchronous_url(url), hide_parameters=True, **JSON_CODEC,
+                                               poolclass=StaticPool,
                                                connect_args={"check_same_thread": False})
             event.listen(self.inline_engine, "connect", _tune_sqlite_inline)
             if (path := sqlite_file(url)) is not None:
