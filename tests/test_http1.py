@@ -1,16 +1,20 @@
-"""What an HTTP/1.1 client receives from ``op-proxy serve``: each response written to the socket once,
-head and body together (op_proxy.http1), and nothing else changed: a streamed body still leaves
-chunk by chunk, ``100 Continue`` is not held back, a body-less answer is whole.
+"""What an HTTP/1.1 client receives from ``op-proxy serve`` (op_proxy.http1): each response written to
+the socket once, head and body together, and nothing else changed: a streamed body still leaves
+chunk by chunk, ``100 Continue`` is not held back, a body-less answer is whole; an idle keep-alive
+connection is still closed after its timeout, and at once when the server stops.
 
-These drive hypercorn's own connection machinery (``ProtocolWrapper``, as its TCP server creates it)
-with the bytes a client sends, and record what it hands to the socket."""
+Most drive hypercorn's own connection machinery (``ProtocolWrapper``, as its TCP server creates it)
+with the bytes a client sends, and record what it hands to the socket; the keep-alive ones serve on
+a real socket."""
 
 from __future__ import annotations
 
 import asyncio
 
+import hypercorn.asyncio.run
 import hypercorn.protocol
 import pytest
+from hypercorn.asyncio.run import worker_serve
 from hypercorn.asyncio.task_group import TaskGroup
 from hypercorn.asyncio.worker_context import WorkerContext
 from hypercorn.config import Config
@@ -19,6 +23,7 @@ from hypercorn.typing import ConnectionState
 from hypercorn.utils import wrap_app
 
 from op_proxy import http1
+from tests.support.server import free_port
 
 GET = b"GET /hello HTTP/1.1\r\nHost: op.example\r\n\r\n"
 
@@ -26,6 +31,7 @@ GET = b"GET /hello HTTP/1.1\r\nHost: op.example\r\n\r\n"
 @pytest.fixture(autouse=True)
 def one_write_protocol(monkeypatch):
     monkeypatch.setattr(hypercorn.protocol, "H11Protocol", hypercorn.protocol.H11Protocol)  # undone after
+    monkeypatch.setattr(hypercorn.asyncio.run, "TCPServer", hypercorn.asyncio.run.TCPServer)
     http1.install()
 
 
@@ -123,3 +129,66 @@ def test_a_client_waiting_for_100_continue_gets_it_before_it_sends_the_body():
     writes = socket_writes(answering({"body": b"hello, world"}, headers=LENGTH_12), upload, b"data")
     assert writes[0].startswith(b"HTTP/1.1 100 ")  # not held back with the final response
     assert len(writes) == 2 and writes[1].startswith(b"HTTP/1.1 200 ")
+
+
+# -- keep-alive ------------------------------------------------------------------------------------
+
+async def served(keep_alive_timeout: float, story) -> None:
+    """``story(port, stop)`` against hypercorn serving on a real socket; ``stop`` is an asyncio.Event."""
+    config = Config()
+    port = free_port()
+    config.bind = [f"127.0.0.1:{port}"]
+    config.keep_alive_timeout = keep_alive_timeout
+    config.accesslog = config.errorlog = None
+    stop = asyncio.Event()
+    server = asyncio.create_task(worker_serve(wrap_app(answering({"body": b"hello, world"}, headers=LENGTH_12),
+                                                       2**20, "asgi"), config, shutdown_trigger=stop.wait))
+    for _ in range(200):
+        try:
+            _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            break
+        except OSError:
+            await asyncio.sleep(0.05)
+    try:
+        await story(port, stop)
+    finally:
+        stop.set()
+        await asyncio.wait_for(server, 30)
+
+
+async def answered_then_kept(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(GET)
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and await reader.readexactly(12) == b"hello, world"
+    return reader, writer
+
+
+def test_an_idle_keep_alive_connection_is_closed_after_its_timeout(monkeypatch):
+    waits = []
+    lighter_wait = http1.LighterTCPServer._idle_timeout
+
+    async def noted(server):
+        waits.append(type(server))
+        await lighter_wait(server)
+
+    monkeypatch.setattr(http1.LighterTCPServer, "_idle_timeout", noted)
+
+    async def story(port, _stop):
+        reader, writer = await answered_then_kept(port)
+        assert await asyncio.wait_for(reader.read(), 20) == b""  # the server closed it (timeout 0.5 s)
+        writer.close()
+
+    asyncio.run(served(0.5, story))
+    assert waits and set(waits) == {http1.LighterTCPServer}  # hypercorn made its connection ours
+
+
+def test_a_stopping_server_closes_idle_keep_alive_connections_at_once():
+    async def story(port, stop):
+        reader, writer = await answered_then_kept(port)
+        stop.set()  # SIGTERM, say: the connection's 600 s of keep-alive are not waited for
+        assert await asyncio.wait_for(reader.read(), 20) == b""
+        writer.close()
+
+    asyncio.run(served(600, story))
