@@ -25,7 +25,7 @@ end (the timeout closes the connection; so does the server stopping), one task f
 With both, hypercorn's own cost per request fell by a tenth (a bare ASGI application answering a
 1.4 KB JSON body: 107 µs of CPU per request, then 97).
 
-Each is hypercorn's class with one method changed, put where hypercorn creates it from
+Each is hypercorn's class with the methods above changed, put where hypercorn creates it from
 (``hypercorn.protocol.H11Protocol``, ``hypercorn.asyncio.run.TCPServer``) by ``install()``;
 hypercorn is pinned in pyproject.toml, and tests/test_http1.py fails if it stops creating them from
 there.
@@ -59,7 +59,7 @@ class OneWriteH11Protocol(H11Protocol):
             if self.connection.their_state != h11.ERROR:
                 raise
             return  # as hypercorn: the client broke the protocol; nothing more is written
-        if type(event) is h11.Response:  # noqa: E721 - not InformationalResponse: a 100 goes at once
+        if type(event) is h11.Response:  # not an InformationalResponse: a 100 Continue goes at once
             self._held += data
             return
         if self._held:
