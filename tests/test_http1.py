@@ -29,7 +29,7 @@ GET = b"GET /hello HTTP/1.1\r\nHost: op.example\r\n\r\n"
 
 
 @pytest.fixture(autouse=True)
-def one_write_protocol(monkeypatch):
+def lighter_hypercorn(monkeypatch):
     monkeypatch.setattr(hypercorn.protocol, "H11Protocol", hypercorn.protocol.H11Protocol)  # undone after
     monkeypatch.setattr(hypercorn.asyncio.run, "TCPServer", hypercorn.asyncio.run.TCPServer)
     http1.install()
