@@ -17,7 +17,8 @@ Refresh tokens rotate and codes are single-use: the codes are prepared beforehan
 once, then one authorization request per code, answered from the SSO session); the
 authorization_code row spends each once and keeps the refresh tokens it gets, which the refresh_token
 row then spends once each. How many are prepared follows the previous round's rate (about
-``--duration`` seconds' worth). Rows print the median over the rounds.
+``--duration`` seconds' worth). A round measures row by row, every server in turn (``GROUPS``), so
+that the figures set side by side are taken seconds apart. Rows print the median over the rounds.
 """
 
 from __future__ import annotations
@@ -600,15 +601,36 @@ class Plan:
         return int(min(50_000, max(100, rate * self.duration * 1.1)))
 
 
-def measure_provider(server: Server, plan: Plan, work: Path, rows: list[str]) -> dict[str, Result]:
-    results: dict[str, Result] = {}
+# Rows measured together. A round gives every server its turn at one group before the next group
+# starts, so the figures the table sets side by side (op-proxy and oidc-provider, one worker and two)
+# are taken seconds apart, not minutes: a shared machine's slow spells then fall on both alike.
+GROUPS = (("discovery",), ("jwks",), ("code", "refresh"), ("userinfo",), ("introspection",), ("signin",))
+
+
+@dataclass
+class Visit:
+    """A server over one round: a person signed in once (the codes are prepared from that session)
+    and the access token the application got (userinfo and introspection ask with it)."""
+
+    server: Server
+    browser: Browser
+    access_token: str
+
+    def close(self) -> None:
+        self.browser.connection.close()
+
+
+def visit(server: Server) -> Visit:
     sync(discover(server))
-    endpoints = server.endpoints
     browser, tokens = sync(signed_in_browser(server))
-    access_token = tokens["access_token"]
+    return Visit(server, browser, tokens["access_token"])
+
+
+def measure_rows(visit: Visit, plan: Plan, work: Path, rows: list[str]) -> dict[str, Result]:
+    results: dict[str, Result] = {}
+    server, access_token = visit.server, visit.access_token
+    endpoints = server.endpoints
     static_lua, tokens_lua = work / "static.lua", work / "tokens.lua"
-    static_lua.write_text(STATIC_LUA)
-    tokens_lua.write_text(TOKENS_LUA)
     run = {"duration": plan.duration, "connections": plan.connections}
 
     if "discovery" in rows:
@@ -619,7 +641,7 @@ def measure_provider(server: Server, plan: Plan, work: Path, rows: list[str]) ->
         count = plan.batch(server.name)
         codes_file, refresh_file = work / f"{server.name}-codes", work / f"{server.name}-refresh"
         say(f"  {server.name}: preparing {count} codes")
-        codes = sync(prepare_codes(server, browser, count))
+        codes = sync(prepare_codes(server, visit.browser, count))
         codes_file.write_text("\n".join(codes) + "\n")
         results["code"] = wrk(server, endpoints["token_endpoint"], tokens_lua, **run,
                               headers=[f"Authorization: {basic_auth()}"],
@@ -640,8 +662,13 @@ def measure_provider(server: Server, plan: Plan, work: Path, rows: list[str]) ->
     if "signin" in rows:
         os.sched_setaffinity(0, {int(LOAD_CORE)})
         results["signin"] = sync(sign_ins(server, plan.duration, plan.sign_in_concurrency))
-    browser.connection.close()
     return results
+
+
+def report(name: str, row: str, result: Result) -> None:
+    say(f"  {name}, {row}: {number(result.rate)}/s p50 {result.p50:.1f} ms p99 {result.p99:.1f} ms"
+        f" (server CPU {result.server_cpu:.0%}, load generator CPU {result.load_cpu:.0%}"
+        + (f", {result.errors} errors" if result.errors else "") + ")")
 
 
 # -- the table -----------------------------------------------------------------------------------
@@ -722,6 +749,16 @@ def check_tools() -> None:
         raise SystemExit("bench: needs two cores (server on core 0, load generator on core 1)")
 
 
+def rows_of(name: str, all_rows: list[str]) -> list[str]:
+    """The rows measured for a server: all of them for op-proxy and oidc-provider; the token rows for
+    two workers and for opaque access tokens; one row of each kind of work under uvicorn."""
+    if name.endswith("--workers 2") or name == OPAQUE:
+        return ["code", "refresh"]
+    if name == UVICORN:
+        return list(VARIANT_ROWS)
+    return all_rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="rounds; each row prints its median (default 3)")
@@ -774,28 +811,31 @@ def main(argv: list[str] | None = None) -> int:
         if "workers" in only:
             servers.append(start_op_proxy(work, person_hash, workers=2, cores=f"{SERVER_CORE},{LOAD_CORE}",
                                           cheap_demo_secret=args.cheap_demo_secret))
+        (work / "static.lua").write_text(STATIC_LUA)
+        (work / "tokens.lua").write_text(TOKENS_LUA)
+        hello = next((server for server in servers if server.name == "hello"), None)
+        measured = [server for server in servers if server is not hello]
         for number_ in range(1, args.rounds + 1):
-            for server in servers:
-                say(f"round {number_}/{args.rounds}: {server.name}")
-                if server.name == "hello":
-                    static = work / "static.lua"
-                    static.write_text(STATIC_LUA)
-                    result = wrk(server, server.base + "/", static, duration=plan.duration,
-                                 connections=plan.connections)
-                    collected.setdefault(("hello", "hello"), []).append(result)
-                    say(f"  hello: {number(result.rate)}/s p50 {result.p50:.1f} ms p99 {result.p99:.1f} ms"
-                        f" (server CPU {result.server_cpu:.0%}, load generator CPU {result.load_cpu:.0%})")
-                    continue
-                rows = all_rows
-                if server.name.endswith("--workers 2") or server.name == OPAQUE:
-                    rows = ["code", "refresh"]
-                elif server.name == UVICORN:
-                    rows = list(VARIANT_ROWS)
-                for row, result in measure_provider(server, plan, work, rows).items():
-                    collected.setdefault((server.name, row), []).append(result)
-                    say(f"  {row}: {number(result.rate)}/s p50 {result.p50:.1f} ms p99 {result.p99:.1f} ms"
-                        f" (server CPU {result.server_cpu:.0%}, load generator CPU {result.load_cpu:.0%}"
-                        + (f", {result.errors} errors" if result.errors else "") + ")")
+            visits: list[Visit] = []
+            try:
+                visits = [visit(server) for server in measured]
+                for group in GROUPS:
+                    say(f"round {number_}/{args.rounds}: {', '.join(group)}")
+                    if hello is not None and group == GROUPS[0]:  # the ceiling, beside the discovery rows
+                        result = wrk(hello, hello.base + "/", work / "static.lua", duration=plan.duration,
+                                     connections=plan.connections)
+                        collected.setdefault(("hello", "hello"), []).append(result)
+                        report("hello", "hello", result)
+                    for server_visit in visits:
+                        rows = [row for row in group if row in rows_of(server_visit.server.name, all_rows)]
+                        if not rows:
+                            continue
+                        for row, result in measure_rows(server_visit, plan, work, rows).items():
+                            collected.setdefault((server_visit.server.name, row), []).append(result)
+                            report(server_visit.server.name, row, result)
+            finally:
+                for server_visit in visits:
+                    server_visit.close()
         print_table(collected, args.rounds)
         if load > 0.5:
             print(f"\nThe machine was busy (load average {load:.2f} at the start): rerun on a quiet one.")
