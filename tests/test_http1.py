@@ -47,7 +47,7 @@ def answering(*body_messages, status=200, headers=((b"content-type", b"text/plai
     return app
 
 
-def socket_writes(app, *client_sends: bytes) -> list[bytes]:
+def socket_writes(app, *client_sends: bytes, config: Config | None = None) -> list[bytes]:
     """What hypercorn writes to the client's socket, write by write, for these bytes from the client."""
     writes: list[bytes] = []
 
@@ -58,7 +58,7 @@ def socket_writes(app, *client_sends: bytes) -> list[bytes]:
     async def converse():
         async with TaskGroup(asyncio.get_running_loop()) as task_group:
             connection = hypercorn.protocol.ProtocolWrapper(
-                wrap_app(app, 2**20, "asgi"), Config(), WorkerContext(None), task_group, ConnectionState({}),
+                wrap_app(app, 2**20, "asgi"), config or Config(), WorkerContext(None), task_group, ConnectionState({}),
                 False, ("127.0.0.1", 50000), ("127.0.0.1", 8080), to_socket)
             for data in client_sends:
                 await connection.handle(RawData(data))
@@ -192,3 +192,43 @@ def test_a_stopping_server_closes_idle_keep_alive_connections_at_once():
         writer.close()
 
     asyncio.run(served(600, story))
+
+
+# -- the response head -----------------------------------------------------------------------------
+
+def test_the_response_head_carries_every_header_the_application_gave_as_it_gave_them():
+    headers = ((b"content-type", b"application/json"), (b"Cache-Control", b"no-store"),
+               (b"x-request-id", b"a1b2c3d4e5f6"), (b"content-length", b"2"))
+    writes = socket_writes(answering({"body": b"{}"}, headers=headers), GET)
+    head = writes[0].split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+    assert head[0] == b"HTTP/1.1 200 "
+    assert [b"content-type: application/json", b"Cache-Control: no-store", b"x-request-id: a1b2c3d4e5f6",
+            b"content-length: 2"] == head[1:5]
+    assert any(line.startswith(b"date: ") for line in head)  # hypercorn's own headers follow
+
+
+@pytest.mark.parametrize("header", [(b"x-note", b"fine\r\nset-cookie: session=stolen"),
+                                    (b"x-note", b"fine\nset-cookie: session=stolen"),
+                                    (b"x-note\r\nset-cookie", b"session=stolen"),
+                                    (b"x note", b"fine")])
+def test_a_header_that_would_split_the_response_never_reaches_the_client(header):
+    # An application bug (a value taken from a request, say) must not let anyone write headers of
+    # their own: h11 refuses the response, and hypercorn answers 500 in its place.
+    writes = socket_writes(answering({"body": b"{}"}, headers=(header, (b"content-length", b"2"))), GET)
+    sent = b"".join(writes)
+    assert b"session=stolen" not in sent
+    assert sent.startswith(b"HTTP/1.1 500 ")
+
+
+def test_conflicting_lengths_are_refused_as_before():
+    # Framing stays h11's: two different Content-Lengths are an error, never two readings of one body.
+    headers = ((b"content-length", b"2"), (b"content-length", b"3"))
+    sent = b"".join(socket_writes(answering({"body": b"{}"}, headers=headers), GET))
+    assert sent.startswith(b"HTTP/1.1 500 ") and b"\r\n\r\n{}" not in sent
+
+
+def test_a_connection_at_its_request_limit_is_told_it_closes():
+    config = Config()
+    config.keep_alive_max_requests = 1
+    writes = socket_writes(answering({"body": b"hello, world"}, headers=LENGTH_12), GET, config=config)
+    assert writes and b"connection: close" in writes[0].split(b"\r\n\r\n", 1)[0].lower()
