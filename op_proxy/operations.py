@@ -5,8 +5,9 @@ each), except that the workers of one ``op-proxy serve --workers N`` add up: the
 multiprocess mode keeps each worker's counts in files of PROMETHEUS_MULTIPROC_DIR (set by serve) and
 any worker's /metrics sums them. The figures that live in the shared database (active SSO sessions)
 and the signing key's age are read at each scrape.
-Labels hold only bounded, non-personal values: event names, outcomes, upstream names, route templates
-and status codes, never a client_id typed by a stranger, a sub or anything about a person.
+Labels hold only bounded, non-personal values: event names, outcomes, upstream names, route templates,
+status codes and the usual methods (any other method a client sends is counted as "other"), never a
+client_id typed by a stranger, a sub or anything about a person.
 """
 
 from __future__ import annotations
@@ -51,14 +52,32 @@ class Figures:
 blueprint = Blueprint("operations", __name__)
 
 
+# The methods a request is counted under by name; any other word a client sends as its method
+# (HTTP allows any token) is counted as "other", so that strangers cannot add series without end.
+COUNTED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+# Each labelled series once looked up: prometheus_client checks and converts the label values and
+# takes a lock on every ``labels()`` call, twice per API request. Bounded as the labels are.
+_event_series: dict[tuple, object] = {}
+_request_series: dict[tuple, object] = {}
+
+
 def count_event(event: str, outcome: str, upstream: str | None) -> None:
-    EVENTS.labels(event, outcome, upstream or "").inc()
+    key = (event, outcome, upstream or "")
+    series = _event_series.get(key)
+    if series is None:
+        series = _event_series[key] = EVENTS.labels(*key)
+    series.inc()
 
 
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:
     """Called by ``logs.EveryRequest`` as each request ends. ``route`` is the route's template
     (/callback/<name>), never the path itself: paths carry ids and tokens."""
-    REQUESTS.labels(method, route, str(status)).observe(seconds)
+    key = (method if method in COUNTED_METHODS else "other", route, status)
+    series = _request_series.get(key)
+    if series is None:
+        series = _request_series[key] = REQUESTS.labels(key[0], route, str(status))
+    series.observe(seconds)
 
 
 @blueprint.route("/healthz")

@@ -59,6 +59,22 @@ def test_metrics_count_sign_ins_and_requests_and_say_nothing_about_the_person(ma
     assert not re.search(r'route="/login/[A-Za-z0-9_-]{16,}', text)
 
 
+def test_made_up_methods_are_counted_together_so_strangers_cannot_grow_the_metrics(make_server):
+    server = make_server()
+    for method in ("BREW", "WHEN", "PROPFIND", "X-1"):
+        answer = httpx.request(method, server.url("/token"))
+        assert answer.status_code in (400, 405, 501)
+    httpx.get(server.url("/.well-known/openid-configuration"))
+    after = samples(server)
+    methods = {dict(labels).get("method") for name, *labels in after
+               if name == "op_proxy_http_request_duration_seconds_count"}
+    assert {"other", "GET"} <= methods
+    assert not methods & {"BREW", "WHEN", "PROPFIND", "X-1"}
+    counted = sum(value for (name, *labels), value in after.items()
+                  if name == "op_proxy_http_request_duration_seconds_count" and ("method", "other") in labels)
+    assert counted == 4
+
+
 def test_metrics_can_be_turned_off(make_server):
     server = make_server(env={"OP_PROXY_SERVER_METRICS": "false"})
     assert httpx.get(server.url("/metrics")).status_code == 404
