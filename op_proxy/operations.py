@@ -12,6 +12,7 @@ client_id typed by a stranger, a sub or anything about a person.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -56,28 +57,26 @@ blueprint = Blueprint("operations", __name__)
 # (HTTP allows any token) is counted as "other", so that strangers cannot add series without end.
 COUNTED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
-# Each labelled series once looked up: prometheus_client checks and converts the label values and
+# Each labelled series looked up once: prometheus_client checks and converts the label values and
 # takes a lock on every ``labels()`` call, twice per API request. Bounded as the labels are.
-_event_series: dict[tuple, object] = {}
-_request_series: dict[tuple, object] = {}
+@functools.cache
+def _event_series(event: str, outcome: str, upstream: str):
+    return EVENTS.labels(event, outcome, upstream)
+
+
+@functools.cache
+def _request_series(method: str, route: str, status: int):
+    return REQUESTS.labels(method, route, str(status))
 
 
 def count_event(event: str, outcome: str, upstream: str | None) -> None:
-    key = (event, outcome, upstream or "")
-    series = _event_series.get(key)
-    if series is None:
-        series = _event_series[key] = EVENTS.labels(*key)
-    series.inc()
+    _event_series(event, outcome, upstream or "").inc()
 
 
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:
     """Called by ``logs.EveryRequest`` as each request ends. ``route`` is the route's template
     (/callback/<name>), never the path itself: paths carry ids and tokens."""
-    key = (method if method in COUNTED_METHODS else "other", route, status)
-    series = _request_series.get(key)
-    if series is None:
-        series = _request_series[key] = REQUESTS.labels(key[0], route, str(status))
-    series.observe(seconds)
+    _request_series(method if method in COUNTED_METHODS else "other", route, status).observe(seconds)
 
 
 @blueprint.route("/healthz")
