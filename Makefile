@@ -45,7 +45,7 @@ $(BENCHING): $(RUNTIME)
 
 bench: $(RUNTIME) $(BENCHING) peers
 	@command -v wrk >/dev/null || { echo "make bench needs wrk (Debian/Ubuntu: apt-get install wrk)" >&2; exit 1; }
-	@command -v taskset >/dev/null || { echo "make bench needs taskset (Debian/Ubuntu: util-linux)" >&2; exit 1; }
+	@command -v taskset >/dev/null && command -v chrt >/dev/null || { echo "make bench needs taskset and chrt (Debian/Ubuntu: util-linux)" >&2; exit 1; }
 	$(BIN)/python bench/bench.py $(BENCH_ARGS)
 
 lint: $(TESTING)

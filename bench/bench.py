@@ -3,9 +3,12 @@
 Each server runs pinned to core 0 (``taskset -c 0``), the load generator to core 1: wrk (Debian
 package ``wrk``) with Lua scripts for the POSTs and the single-use tokens, and for complete sign-ins a
 small asyncio HTTP/1.1 client of ours (its own CPU use is printed, to show it is not the bottleneck).
-Everything is on loopback, every loop is bounded, and it stops by itself.
+wrk runs as a batch task (``chrt --batch``, SCHED_BATCH): on its own core that changes nothing, and
+where it must share one (``serve --workers 2`` uses both) its wake-ups no longer cut into a worker's
+request half-way; it still gets its turn, and its CPU is printed. Everything is on loopback, every loop
+is bounded, and it stops by itself.
 
-    .venv/bin/python bench/bench.py [--rounds 3] [--duration 5] [--quick] [--check]
+    .venv/bin/python bench/bench.py [--rounds 5] [--duration 5] [--quick] [--check]
 
 - op-proxy: ``op-proxy serve`` with conf/dev.toml as shipped (the demo client and its secret), a
   bench database and keys in a temporary directory, and one more person, "bench", whose password hash
@@ -18,7 +21,10 @@ once, then one authorization request per code, answered from the SSO session); t
 authorization_code row spends each once and keeps the refresh tokens it gets, which the refresh_token
 row then spends once each. How many are prepared follows the previous round's rate (about
 ``--duration`` seconds' worth). A round measures row by row, every server in turn (``GROUPS``), so
-that the figures set side by side are taken seconds apart. Rows print the median over the rounds.
+that the figures set side by side are taken seconds apart: ``serve --workers 2`` just before the one
+worker, oidc-provider just after. Rows print the median over the rounds; a ratio is the median of the
+rounds' own ratios (each of two figures taken seconds apart), so that a slow spell of a shared machine,
+which lowers both figures of a round, does not move it.
 """
 
 from __future__ import annotations
@@ -552,7 +558,8 @@ end
 def wrk(server: Server, url: str, script: Path, *, duration: float, connections: int, headers=(),
         args=(), single_use: int | None = None) -> Result:
     settle(server)
-    command = ["taskset", "-c", LOAD_CORE, "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s",
+    command = ["chrt", "--batch", "0", "taskset", "-c", LOAD_CORE,
+               "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s",
                "--timeout", "30s", "--latency", "-s", str(script)]
     for header in headers:
         command += ["-H", header]
@@ -682,6 +689,23 @@ def median_result(results: list[Result]) -> Result | None:
                   pick.server_cpu, pick.load_cpu)
 
 
+def paired_ratio(collected: dict, ours: tuple, theirs: tuple) -> float | None:
+    """``ours`` ÷ ``theirs`` as the median of each round's own ratio: the two figures of a round were
+    taken seconds apart, so a slow spell of a shared machine lowers both. The ratio of the medians
+    when the rounds do not pair up (a row missing from a round)."""
+    mine, other = collected.get(ours) or [], collected.get(theirs) or []
+    if not mine or not other:
+        return None
+    if len(mine) == len(other) and all(result.rate for result in other):
+        return statistics.median(a.rate / b.rate for a, b in zip(mine, other, strict=True))
+    middle = median_result(other).rate
+    return median_result(mine).rate / middle if middle else None
+
+
+def shown(ratio: float | None, empty: str = "–") -> str:
+    return f"{ratio:.2f}" if ratio is not None else empty
+
+
 def number(value: float) -> str:
     return f"{value:,.0f}" if value >= 100 else f"{value:,.1f}"
 
@@ -695,8 +719,8 @@ def print_table(collected: dict, rounds: int) -> None:
     hello = med.get(("hello", "hello"))
     print()
     print(f"Median of {rounds} round(s); req/s (p50 / p99 ms); server and load generator CPU as a share of one core;"
-          " ratio = op-proxy ÷ oidc-provider; ÷ hello = op-proxy ÷ the Quart hello-world's req/s. \"none answered\":"
-          " no response within the row's duration.")
+          " ratio = op-proxy ÷ oidc-provider; ÷ hello = op-proxy ÷ the Quart hello-world's req/s; each ratio is the"
+          " median of the rounds' own ratios. \"none answered\": no response within the row's duration.")
     print()
     print("| row | op-proxy req/s | p50 / p99 ms | oidc-provider req/s | p50 / p99 ms | ratio | ÷ hello "
           "| op-proxy CPU / load gen CPU |")
@@ -708,25 +732,27 @@ def print_table(collected: dict, rounds: int) -> None:
         cells = [title]
         for result in (ours, theirs):
             cells += [number(result.rate), latencies(result)] if result else ["–", "–"]
-        cells.append(f"{ours.rate / theirs.rate:.2f}" if ours and theirs and theirs.rate else "–")
-        cells.append(f"{ours.rate / hello.rate:.2f}" if ours and hello and hello.rate and key != "signin" else "")
+        cells.append(shown(paired_ratio(collected, ("op-proxy", key), ("oidc-provider", key))))
+        ceiling = paired_ratio(collected, ("op-proxy", key), ("hello", "hello")) if key != "signin" else None
+        cells.append(shown(ceiling, ""))
         cells.append(f"{ours.server_cpu:.0%} / {ours.load_cpu:.0%}" if ours else "")
         print("| " + " | ".join(cells) + " |")
     for variant, rows in ((OPAQUE, ("code", "refresh")), (UVICORN, VARIANT_ROWS)):
         for key, title in ROWS:
-            other, ours = med.get((variant, key)), med.get(("op-proxy", key))
-            theirs = med.get(("oidc-provider", key))
+            other = med.get((variant, key))
             if key not in rows or other is None:
                 continue
-            ratio = f"{other.rate / theirs.rate:.2f}" if theirs and theirs.rate else "–"
-            against = f" ({other.rate / ours.rate:.2f} × op-proxy)" if ours and ours.rate else ""
-            ceiling = f"{other.rate / hello.rate:.2f}" if hello and hello.rate and key != "signin" else ""
+            ratio = shown(paired_ratio(collected, (variant, key), ("oidc-provider", key)))
+            against = paired_ratio(collected, (variant, key), ("op-proxy", key))
+            against = f" ({against:.2f} × op-proxy)" if against is not None else ""
+            ceiling = shown(paired_ratio(collected, (variant, key), ("hello", "hello")), "") if key != "signin" else ""
             print(f"| {title}, {variant} | {number(other.rate)} | {latencies(other)} | | | {ratio}{against} | "
                   f"{ceiling} | {other.server_cpu:.0%} / {other.load_cpu:.0%} |")
     for key, title in (("code", "token, authorization_code grant"), ("refresh", "token, refresh_token grant")):
-        two, one = med.get(("op-proxy --workers 2", key)), med.get(("op-proxy", key))
+        two = med.get(("op-proxy --workers 2", key))
         if two:
-            scale = f"{two.rate / one.rate:.2f} × one worker" if one and one.rate else ""
+            scale = paired_ratio(collected, ("op-proxy --workers 2", key), ("op-proxy", key))
+            scale = f"{scale:.2f} × one worker" if scale is not None else ""
             print(f"| {title}, `serve --workers 2` on two cores | {number(two.rate)} | "
                   f"{latencies(two)} | | | {scale} | | {two.server_cpu:.0%} / {two.load_cpu:.0%} |")
     if hello:
@@ -740,7 +766,7 @@ def print_table(collected: dict, rounds: int) -> None:
 # -- main ----------------------------------------------------------------------------------------
 
 def check_tools() -> None:
-    missing = [tool for tool in ("wrk", "taskset", "node") if shutil.which(tool) is None]
+    missing = [tool for tool in ("wrk", "taskset", "chrt", "node") if shutil.which(tool) is None]
     if missing:
         raise SystemExit(f"bench: missing {', '.join(missing)} (Debian: apt-get install wrk util-linux nodejs)")
     if not (ROOT / "tests" / "peers" / "node_modules" / "oidc-provider").exists():
@@ -761,7 +787,7 @@ def rows_of(name: str, all_rows: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=3, help="rounds; each row prints its median (default 3)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds; each row prints its median (default 5)")
     parser.add_argument("--duration", type=float, default=5, help="seconds per row and round (default 5)")
     parser.add_argument("--connections", type=int, default=32, help="wrk keep-alive connections (default 32)")
     parser.add_argument("--sign-in-concurrency", type=int, default=16, help="people signing in at once")
@@ -800,6 +826,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if "hello" in only:
             servers.append(start_hello(work))
+        if "workers" in only:  # measured just before the one worker it is compared with
+            servers.append(start_op_proxy(work, person_hash, workers=2, cores=f"{SERVER_CORE},{LOAD_CORE}",
+                                          cheap_demo_secret=args.cheap_demo_secret))
         if "op-proxy" in only:
             servers.append(start_op_proxy(work, person_hash, cheap_demo_secret=args.cheap_demo_secret))
         if "oidc-provider" in only:
@@ -808,9 +837,6 @@ def main(argv: list[str] | None = None) -> int:
             servers.append(start_op_proxy(work, person_hash, cheap_demo_secret=args.cheap_demo_secret, variant=OPAQUE))
         if "uvicorn" in only:
             servers.append(start_op_proxy(work, person_hash, cheap_demo_secret=args.cheap_demo_secret, variant=UVICORN))
-        if "workers" in only:
-            servers.append(start_op_proxy(work, person_hash, workers=2, cores=f"{SERVER_CORE},{LOAD_CORE}",
-                                          cheap_demo_secret=args.cheap_demo_secret))
         (work / "static.lua").write_text(STATIC_LUA)
         (work / "tokens.lua").write_text(TOKENS_LUA)
         hello = next((server for server in servers if server.name == "hello"), None)
