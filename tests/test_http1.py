@@ -220,6 +220,23 @@ def test_a_header_that_would_split_the_response_never_reaches_the_client(header)
     assert sent.startswith(b"HTTP/1.1 500 ")
 
 
+def test_a_header_answered_well_before_is_still_refused_when_its_value_would_split_a_response():
+    # Headers that passed are remembered (most are the same on every response): only as they were.
+    good = (b"x-note", b"fine")
+    assert socket_writes(answering({"body": b"{}"}, headers=(good, (b"content-length", b"2"))), GET)[0] \
+        .startswith(b"HTTP/1.1 200 ")
+    split = (b"x-note", b"fine\r\nset-cookie: session=stolen")
+    sent = b"".join(socket_writes(answering({"body": b"{}"}, headers=(split, (b"content-length", b"2"))), GET))
+    assert sent.startswith(b"HTTP/1.1 500 ") and b"session=stolen" not in sent
+
+
+def test_the_memory_of_headers_that_passed_stays_bounded():
+    for number in range(3 * http1.PASSED_HEADERS_LIMIT):
+        assert http1.header_passes(b"x-request-id", b"%012x" % number)
+    assert len(http1.PASSED_HEADERS) <= http1.PASSED_HEADERS_LIMIT
+    assert not http1.header_passes(b"x-request-id", b"a\nb")
+
+
 def test_conflicting_lengths_are_refused_as_before():
     # Framing stays h11's: two different Content-Lengths are an error, never two readings of one body.
     headers = ((b"content-length", b"2"), (b"content-length", b"3"))
