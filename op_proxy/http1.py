@@ -57,7 +57,6 @@ from hypercorn.events import RawData
 from hypercorn.protocol.events import Body, EndBody, Response
 from hypercorn.protocol.h11 import H11Protocol
 
-
 # Headers that passed both expressions before. Most of a response's headers are the same on every
 # response (content types, cache rules, the security headers with their long policy): a set lookup
 # instead of two expressions a header, about 15 µs a response on the machine of issue 9's round ten.
