@@ -18,7 +18,7 @@ from hypercorn.asyncio.run import worker_serve
 from hypercorn.asyncio.task_group import TaskGroup
 from hypercorn.asyncio.worker_context import WorkerContext
 from hypercorn.config import Config
-from hypercorn.events import RawData
+from hypercorn.events import Closed, RawData
 from hypercorn.typing import ConnectionState
 from hypercorn.utils import wrap_app
 
@@ -47,13 +47,19 @@ def answering(*body_messages, status=200, headers=((b"content-type", b"text/plai
     return app
 
 
+CLOSED = b"<the server closed the connection>"
+
+
 def socket_writes(app, *client_sends: bytes, config: Config | None = None) -> list[bytes]:
-    """What hypercorn writes to the client's socket, write by write, for these bytes from the client."""
+    """What hypercorn writes to the client's socket, write by write, for these bytes from the client;
+    ``CLOSED`` where it closes the connection."""
     writes: list[bytes] = []
 
     async def to_socket(event):
         if isinstance(event, RawData):
             writes.append(event.data)
+        elif isinstance(event, Closed):
+            writes.append(CLOSED)
 
     async def converse():
         async with TaskGroup(asyncio.get_running_loop()) as task_group:
@@ -68,7 +74,7 @@ def socket_writes(app, *client_sends: bytes, config: Config | None = None) -> li
     return writes
 
 
-def test_hypercorn_creates_the_one_write_protocol_for_every_http1_connection():
+def test_hypercorn_creates_the_httptools_protocol_for_every_http1_connection():
     # If a hypercorn upgrade creates its HTTP/1.1 protocol from elsewhere, this fails, not the speed.
     async def created():
         async def to_socket(_event):
@@ -77,7 +83,7 @@ def test_hypercorn_creates_the_one_write_protocol_for_every_http1_connection():
             return hypercorn.protocol.ProtocolWrapper(
                 answering(), Config(), WorkerContext(None), task_group, ConnectionState({}), False, None, None,
                 to_socket).protocol
-    assert type(asyncio.run(created())) is http1.OneWriteH11Protocol
+    assert type(asyncio.run(created())) is http1.HttptoolsProtocol
 
 
 LENGTH_12 = ((b"content-type", b"text/plain"), (b"content-length", b"12"))
@@ -201,7 +207,7 @@ def test_the_response_head_carries_every_header_the_application_gave_as_it_gave_
                (b"x-request-id", b"a1b2c3d4e5f6"), (b"content-length", b"2"))
     writes = socket_writes(answering({"body": b"{}"}, headers=headers), GET)
     head = writes[0].split(b"\r\n\r\n", 1)[0].split(b"\r\n")
-    assert head[0] == b"HTTP/1.1 200 "
+    assert head[0] == b"HTTP/1.1 200 OK"
     assert [b"content-type: application/json", b"Cache-Control: no-store", b"x-request-id: a1b2c3d4e5f6",
             b"content-length: 2"] == head[1:5]
     assert any(line.startswith(b"date: ") for line in head)  # hypercorn's own headers follow
@@ -249,3 +255,174 @@ def test_a_connection_at_its_request_limit_is_told_it_closes():
     config.keep_alive_max_requests = 1
     writes = socket_writes(answering({"body": b"hello, world"}, headers=LENGTH_12), GET, config=config)
     assert writes and b"connection: close" in writes[0].split(b"\r\n\r\n", 1)[0].lower()
+
+
+# -- reading requests (httptools) ------------------------------------------------------------------
+
+def echoing(seen: list | None = None):
+    """Answers each request with its method, target, body and ``x-note`` header, as the app saw them."""
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            if seen is not None:
+                seen.append(message["type"])
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        note = dict(scope["headers"]).get(b"x-note", b"-")
+        answer = b"%s %s %s [%s]" % (scope["method"].encode(), scope["raw_path"], note, body)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(len(answer)).encode())]})
+        await send({"type": "http.response.body", "body": answer})
+    return app
+
+
+def bodies(writes: list[bytes]) -> list[bytes]:
+    return [write.split(b"\r\n\r\n", 1)[1] for write in writes if write != CLOSED]
+
+
+def test_pipelined_requests_are_answered_one_after_another_in_order():
+    sent = (b"GET /first HTTP/1.1\r\nHost: op.example\r\n\r\n"
+            b"POST /second HTTP/1.1\r\nHost: op.example\r\nContent-Length: 5\r\n\r\nhello"
+            b"GET /third HTTP/1.1\r\nHost: op.example\r\n\r\n")
+    writes = socket_writes(echoing(), sent)
+    assert bodies(writes) == [b"GET /first - []", b"POST /second - [hello]", b"GET /third - []"]
+    assert CLOSED not in writes  # kept alive for the next
+
+
+def test_a_chunked_request_body_reaches_the_application_whole_across_reads():
+    head = b"POST /upload HTTP/1.1\r\nHost: op.example\r\nTransfer-Encoding: chunked\r\n\r\n"
+    writes = socket_writes(echoing(), head + b"5\r\nhel", b"lo\r\n6\r\n, worl\r\n", b"1\r\nd\r\n0\r\n\r\n")
+    assert bodies(writes) == [b"POST /upload - [hello, world]"]
+
+
+def test_a_header_value_reaches_the_application_without_the_spaces_around_it():
+    writes = socket_writes(echoing(), b"GET / HTTP/1.1\r\nHost: op.example\r\nX-Note:   padded \t \r\n\r\n")
+    assert bodies(writes) == [b"GET / padded []"]
+
+
+def test_an_http10_request_is_answered_and_its_connection_closed():
+    writes = socket_writes(echoing(), b"GET /old HTTP/1.0\r\n\r\n", GET)
+    assert writes[-1] == CLOSED and len(writes) == 2  # the GET after it is not read
+    head, body = writes[0].split(b"\r\n\r\n", 1)
+    assert b"connection: close" in head.lower() and body == b"GET /old - []"
+
+
+def test_a_response_without_a_length_to_an_http10_client_ends_when_the_connection_does():
+    writes = socket_writes(answering({"body": b"first", "more_body": True}, {"body": b"", "more_body": False}),
+                           b"GET /old HTTP/1.0\r\n\r\n")
+    head, body = writes[0].split(b"\r\n\r\n", 1)
+    assert b"transfer-encoding" not in head.lower() and body == b"first"
+    assert writes[-1] == CLOSED
+
+
+def test_a_client_asking_to_close_gets_its_answer_then_the_connection_closes():
+    writes = socket_writes(echoing(), b"GET / HTTP/1.1\r\nHost: op.example\r\nConnection: close\r\n\r\n" + GET)
+    assert len(writes) == 2 and writes[-1] == CLOSED
+    assert b"connection: close" in writes[0].lower()
+
+
+@pytest.mark.parametrize("request_bytes", [
+    b"POST / HTTP/1.1\r\nHost: op.example\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\nabc",
+    b"POST / HTTP/1.1\r\nHost: op.example\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+    b"GET / HTTP/1.1\r\nHost: op.example\r\nX-Note: a\rb\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: op.example\r\nX-Note: a\x00b\r\n\r\n",
+    b"GET /a b HTTP/1.1\r\nHost: op.example\r\n\r\n",
+    b"GET /\xe0\xb8\x81 HTTP/1.1\r\nHost: op.example\r\n\r\n",
+    b"GET / HTTP/1.1\r\n\r\n",  # RFC 9112 §3.2: HTTP/1.1 needs a Host
+    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",  # a TLS hello on the plain port
+])
+def test_a_request_that_cannot_be_read_one_way_only_gets_400_and_the_connection_closed(request_bytes):
+    seen: list = []
+    writes = socket_writes(echoing(seen), request_bytes)
+    assert writes[0].startswith(b"HTTP/1.1 400 ") and writes[-1] == CLOSED
+    assert seen == []  # the application never saw it
+
+
+def test_a_request_head_longer_than_the_limit_gets_431_without_being_kept_whole():
+    config = Config()
+    config.h11_max_incomplete_size = 4096
+    seen: list = []
+    pieces = [b"GET / HTTP/1.1\r\nHost: op.example\r\nX-Note: "] + [b"a" * 1024] * 8
+    writes = socket_writes(echoing(seen), *pieces, config=config)
+    assert writes[0].startswith(b"HTTP/1.1 431 ") and writes[-1] == CLOSED
+    assert seen == []
+
+
+def test_a_request_head_just_under_the_limit_is_read_even_in_small_pieces():
+    config = Config()
+    config.h11_max_incomplete_size = 4096
+    head = b"GET / HTTP/1.1\r\nHost: op.example\r\nX-Note: " + b"a" * 3900 + b"\r\n\r\n"
+    pieces = [head[i:i + 100] for i in range(0, len(head), 100)]
+    writes = socket_writes(echoing(), GET + pieces[0], *pieces[1:], config=config)
+    assert [body[:12] for body in bodies(writes)] == [b"GET /hello -", b"GET / " + b"a" * 6]
+
+
+def test_an_upgrade_is_not_taken_the_request_is_answered_in_http11_and_the_connection_closed():
+    seen: list = []
+    upgrade = (b"GET /socket HTTP/1.1\r\nHost: op.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+               b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n\x81\x85frame")
+    writes = socket_writes(echoing(seen), upgrade)
+    assert writes[0].startswith(b"HTTP/1.1 200 ") and bodies(writes) == [b"GET /socket - []"]
+    assert writes[-1] == CLOSED
+
+
+def test_the_answer_to_head_carries_no_body():
+    writes = socket_writes(answering({"body": b"hello, world"}, headers=LENGTH_12),
+                           b"HEAD /hello HTTP/1.1\r\nHost: op.example\r\n\r\n", GET)
+    assert writes[0].endswith(b"\r\n\r\n") and b"content-length: 12" in writes[0].lower()
+    assert writes[1].endswith(b"\r\n\r\nhello, world")  # and the connection went on
+
+
+def test_a_body_longer_than_its_content_length_is_never_sent_and_the_connection_closes():
+    writes = socket_writes(answering({"body": b"hello, world"}, headers=((b"content-length", b"5"),)), GET, GET)
+    assert b"hello, world" not in b"".join(writes) and writes[-1] == CLOSED
+
+
+def test_a_body_shorter_than_its_content_length_ends_the_connection_not_the_next_answer():
+    writes = socket_writes(answering({"body": b"hi"}, headers=LENGTH_12), GET, GET)
+    assert writes.count(CLOSED) == 1 and writes[-1] == CLOSED
+    assert sum(write.startswith(b"HTTP/1.1 200 ") for write in writes) == 1
+
+
+def test_an_application_that_closes_the_connection_gets_it_closed_after_its_answer():
+    headers = (*LENGTH_12, (b"connection", b"close"))
+    writes = socket_writes(answering({"body": b"hello, world"}, headers=headers), GET, GET)
+    assert len(writes) == 2 and writes[-1] == CLOSED and writes[0].endswith(b"hello, world")
+
+
+def test_an_answer_given_before_the_body_arrived_whole_closes_the_connection():
+    # The rest of the body would be read as the next request: the connection ends instead.
+    upload = b"POST /hello HTTP/1.1\r\nHost: op.example\r\nContent-Length: 100\r\n\r\nsome"
+
+    async def early(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 413, "headers": [(b"content-length", b"0")]})
+        await send({"type": "http.response.body", "body": b""})
+    writes = socket_writes(early, upload)
+    assert writes[0].startswith(b"HTTP/1.1 413 ") and writes[-1] == CLOSED
+
+
+def test_a_client_gone_mid_body_is_told_to_the_application():
+    seen: list = []
+
+    async def converse():
+        async def to_socket(_event):
+            pass
+        async with TaskGroup(asyncio.get_running_loop()) as task_group:
+            connection = hypercorn.protocol.ProtocolWrapper(
+                wrap_app(echoing(seen), 2**20, "asgi"), Config(), WorkerContext(None), task_group,
+                ConnectionState({}), False, ("127.0.0.1", 50000), ("127.0.0.1", 8080), to_socket)
+            await connection.handle(RawData(b"POST / HTTP/1.1\r\nHost: op.example\r\nContent-Length: 10\r\n\r\nabc"))
+            await asyncio.sleep(0.01)
+            await connection.handle(Closed())
+            await asyncio.sleep(0.01)
+
+    asyncio.run(converse())
+    assert seen == ["http.request", "http.disconnect"]
