@@ -25,7 +25,8 @@ did for hypercorn:
   A response that ends before its request's body has arrived whole closes the connection.
 - **Limits.** A request head longer than ``h11_max_incomplete_size`` (16 KiB) gets 431, a request
   target that is not ASCII or an HTTP/1.1 request without a Host header 400, each with the connection
-  closed; a method llhttp does not know gets 400 (h11 let any token through, for a 405 later).
+  closed; a method llhttp does not know (``BREW``) gets 501 (RFC 9110 §9.1) and never reaches the
+  application (h11 let any token through, for a 405 later; one HTTP defines, PROPFIND say, still does).
 - **Expect: 100-continue** is answered at once when the body has not arrived yet.
 - **The response head** is checked header by header with h11's own two expressions (a header whose
   name or value would split the response is refused: the application's send fails, and hypercorn
@@ -213,6 +214,8 @@ class HttptoolsProtocol:
         except httptools.HttpParserCallbackError as error:
             cause = error.__context__
             refused = cause.status if isinstance(cause, RequestRefused) else 400
+        except httptools.HttpParserInvalidMethodError:
+            refused = 501  # RFC 9110 §9.1: a method the server does not recognise
         except httptools.HttpParserError:
             refused = 400
         if self._in_head and refused is None:
@@ -383,6 +386,7 @@ class HttptoolsProtocol:
         if (not self.context.terminated.is_set() and not self.closed and self.response_complete
                 and self.request_complete and not self.close_after):
             self.request = None
+            self._reset_response()  # a request that cannot be read next gets its 400
             await self.turn.set()
             await self.send(Updated(idle=True))
         else:

@@ -335,13 +335,29 @@ def test_a_client_asking_to_close_gets_its_answer_then_the_connection_closes():
     b"GET /a b HTTP/1.1\r\nHost: op.example\r\n\r\n",
     b"GET /\xe0\xb8\x81 HTTP/1.1\r\nHost: op.example\r\n\r\n",
     b"GET / HTTP/1.1\r\n\r\n",  # RFC 9112 §3.2: HTTP/1.1 needs a Host
-    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",  # a TLS hello on the plain port
 ])
 def test_a_request_that_cannot_be_read_one_way_only_gets_400_and_the_connection_closed(request_bytes):
     seen: list = []
     writes = socket_writes(echoing(seen), request_bytes)
     assert writes[0].startswith(b"HTTP/1.1 400 ") and writes[-1] == CLOSED
     assert seen == []  # the application never saw it
+
+
+def test_a_request_that_cannot_be_read_after_one_answered_on_the_connection_still_gets_400():
+    writes = socket_writes(echoing(), GET, b"GET / HTTP/1.1\r\nHost: op.example\r\nX-Note: a\x00b\r\n\r\n")
+    assert writes[0].startswith(b"HTTP/1.1 200 ") and writes[1].startswith(b"HTTP/1.1 400 ")
+    assert writes[-1] == CLOSED
+
+
+def test_a_method_nobody_defined_gets_501_and_never_reaches_the_application():
+    seen: list = []
+    writes = socket_writes(echoing(seen), b"BREW /pot HTTP/1.1\r\nHost: op.example\r\n\r\n")
+    assert writes[0].startswith(b"HTTP/1.1 501 ") and writes[-1] == CLOSED and seen == []
+    tls_hello = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"  # on the plain port: read as a method
+    writes = socket_writes(echoing(seen), tls_hello)
+    assert writes[0].startswith(b"HTTP/1.1 501 ") and writes[-1] == CLOSED and seen == []
+    assert bodies(socket_writes(echoing(), b"PROPFIND /dav HTTP/1.1\r\nHost: op.example\r\n\r\n")) == \
+        [b"PROPFIND /dav - []"]  # one HTTP defines is the application's to refuse
 
 
 def test_a_request_head_longer_than_the_limit_gets_431_without_being_kept_whole():
