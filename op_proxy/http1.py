@@ -114,6 +114,12 @@ class RequestRefused(Exception):
         self.status = status
 
 
+def says_close(connection: bytes) -> bool:
+    """Whether a Connection header's value has the ``close`` option (RFC 9110 §7.6.1)."""
+    connection = connection.lower()
+    return b"close" in connection and any(option.strip() == b"close" for option in connection.split(b","))
+
+
 class ParsedHead:
     """A request head as the parser's callbacks found it."""
 
@@ -125,7 +131,7 @@ class ParsedHead:
         self.expects_continue = False
         host = False
         for name, value in headers:
-            if name == b"connection" and b"close" in value.lower():
+            if name == b"connection" and says_close(value):
                 self.keep_alive = False
             elif name == b"host":
                 host = True
@@ -179,7 +185,7 @@ class HttptoolsProtocol:
 
     async def handle(self, event) -> None:
         if isinstance(event, RawData):
-            if not self.closed:
+            if not self.closed and not self.upgrade_asked:  # after an upgrade: not HTTP/1.1, not read
                 await self._received(event.data)
         elif isinstance(event, Closed):
             self.closed = True
@@ -321,7 +327,7 @@ class HttptoolsProtocol:
                 if value.lower() != b"chunked":
                     raise ResponseRefused("a response's Transfer-Encoding is not chunked")
                 chunked = True
-            elif lower == b"connection" and b"close" in value.lower():
+            elif lower == b"connection" and says_close(value):
                 close = True
         no_body = status in NO_BODY_STATUSES or (request is not None and request.method == "HEAD")
         extra = []

@@ -321,10 +321,16 @@ def test_a_response_without_a_length_to_an_http10_client_ends_when_the_connectio
     assert writes[-1] == CLOSED
 
 
-def test_a_client_asking_to_close_gets_its_answer_then_the_connection_closes():
-    writes = socket_writes(echoing(), b"GET / HTTP/1.1\r\nHost: op.example\r\nConnection: close\r\n\r\n" + GET)
+@pytest.mark.parametrize("connection", [b"close", b"Close", b"keep-alive, close"])
+def test_a_client_asking_to_close_gets_its_answer_then_the_connection_closes(connection):
+    writes = socket_writes(echoing(), b"GET / HTTP/1.1\r\nHost: op.example\r\nConnection: %s\r\n\r\n" % connection + GET)
     assert len(writes) == 2 and writes[-1] == CLOSED
     assert b"connection: close" in writes[0].lower()
+
+
+def test_a_connection_option_that_only_contains_close_keeps_the_connection():
+    writes = socket_writes(echoing(), b"GET / HTTP/1.1\r\nHost: op.example\r\nConnection: x-closed\r\n\r\n" + GET)
+    assert len(bodies(writes)) == 2 and CLOSED not in writes
 
 
 @pytest.mark.parametrize("request_bytes", [
@@ -383,9 +389,9 @@ def test_an_upgrade_is_not_taken_the_request_is_answered_in_http11_and_the_conne
     seen: list = []
     upgrade = (b"GET /socket HTTP/1.1\r\nHost: op.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n\x81\x85frame")
-    writes = socket_writes(echoing(seen), upgrade)
+    writes = socket_writes(echoing(seen), upgrade, b"\x81\x85frame")  # the client's frames go on arriving
     assert writes[0].startswith(b"HTTP/1.1 200 ") and bodies(writes) == [b"GET /socket - []"]
-    assert writes[-1] == CLOSED
+    assert len(writes) == 2 and writes[-1] == CLOSED
 
 
 def test_the_answer_to_head_carries_no_body():
