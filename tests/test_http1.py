@@ -323,7 +323,8 @@ def test_a_response_without_a_length_to_an_http10_client_ends_when_the_connectio
 
 @pytest.mark.parametrize("connection", [b"close", b"Close", b"keep-alive, close"])
 def test_a_client_asking_to_close_gets_its_answer_then_the_connection_closes(connection):
-    writes = socket_writes(echoing(), b"GET / HTTP/1.1\r\nHost: op.example\r\nConnection: %s\r\n\r\n" % connection + GET)
+    closing = b"GET / HTTP/1.1\r\nHost: op.example\r\nConnection: %s\r\n\r\n" % connection
+    writes = socket_writes(echoing(), closing + GET)
     assert len(writes) == 2 and writes[-1] == CLOSED
     assert b"connection: close" in writes[0].lower()
 
