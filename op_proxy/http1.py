@@ -159,6 +159,7 @@ class HttptoolsProtocol:
         self.parsed: list = []  # what the callbacks found in the bytes just handed in: heads, bytes, END
         self.keep_alive_requests = 0
         self.closed = False
+        self.client_done = False  # the client closed its side of the connection
         self.upgrade_asked = False
         self.turn = context.event_class()  # set when the request being answered is done with
         # The request being read.
@@ -185,8 +186,12 @@ class HttptoolsProtocol:
 
     async def handle(self, event) -> None:
         if isinstance(event, RawData):
-            if not self.closed and not self.upgrade_asked:  # after an upgrade: not HTTP/1.1, not read
+            if self.closed or self.upgrade_asked:  # after an upgrade: not HTTP/1.1, not read
+                return
+            if event.data:
                 await self._received(event.data)
+            else:  # hypercorn hands on the empty read: the client closed its side
+                await self._client_closed_its_side()
         elif isinstance(event, Closed):
             self.closed = True
             await self.turn.set()
@@ -274,6 +279,17 @@ class HttptoolsProtocol:
     def on_message_complete(self) -> None:
         self.parsed.append(END)
 
+    async def _client_closed_its_side(self) -> None:
+        """A request cut short gets 400, as h11 said; an idle connection closes at once; a request
+        already read whole is still answered (a client may half-close once it has sent it), and then
+        the connection closes."""
+        self.client_done = True
+        if self._in_head or (self.stream is not None and not self.request_complete):
+            await self._refuse(400)
+        elif self.stream is None:
+            self.closed = True
+            await self.send(Closed())
+
     async def _wait_for_turn(self) -> None:
         """A pipelined request waits until the one before it is answered (h11's PAUSED)."""
         while self.stream is not None and not self.closed:
@@ -301,6 +317,7 @@ class HttptoolsProtocol:
         self.closed = True
         await self.turn.set()
         await self.send(Closed())
+        await self._close_stream()  # the application, if it was reading that request, is told
 
     # -- writing responses -------------------------------------------------------------------------
 
@@ -390,7 +407,7 @@ class HttptoolsProtocol:
     async def _maybe_recycle(self) -> None:
         await self._close_stream()
         if (not self.context.terminated.is_set() and not self.closed and self.response_complete
-                and self.request_complete and not self.close_after):
+                and self.request_complete and not self.close_after and not self.client_done):
             self.request = None
             self._reset_response()  # a request that cannot be read next gets its 400
             await self.turn.set()

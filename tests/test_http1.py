@@ -432,6 +432,26 @@ def test_an_answer_given_before_the_body_arrived_whole_closes_the_connection():
     assert writes[0].startswith(b"HTTP/1.1 413 ") and writes[-1] == CLOSED
 
 
+EOF = b""  # what hypercorn hands on when the client closes its side of the connection
+
+
+def test_a_client_that_sent_its_request_and_closed_its_side_still_gets_the_answer_then_the_close():
+    writes = socket_writes(echoing(), GET, EOF)
+    assert bodies(writes) == [b"GET /hello - []"] and writes[-1] == CLOSED
+
+
+def test_a_request_cut_short_by_the_client_closing_gets_400_and_the_close():
+    for cut in (b"GET /hello HTTP/1.1\r\nHost: op.exa",
+                b"POST / HTTP/1.1\r\nHost: op.example\r\nContent-Length: 9\r\n\r\nabc"):
+        writes = socket_writes(echoing(), cut, EOF)
+        assert writes[0].startswith(b"HTTP/1.1 400 ") and writes[-1] == CLOSED
+
+
+def test_an_idle_connection_the_client_closes_is_closed_at_once():
+    assert socket_writes(echoing(), GET, EOF)[-1] == CLOSED
+    assert socket_writes(echoing(), EOF) == [CLOSED]
+
+
 def test_a_client_gone_mid_body_is_told_to_the_application():
     seen: list = []
 
