@@ -249,7 +249,10 @@ class HttptoolsProtocol:
             elif self.stream is not None:  # a piece of the body
                 await self.stream.handle(Body(stream_id=STREAM_ID, data=item))
         if refused is not None:
-            await self._refuse(refused)
+            if self.stream is not None and self.request_complete:
+                await self._wait_for_turn()  # the requests read whole before it are answered first
+            if not self.closed:
+                await self._refuse(refused)
 
     def on_message_begin(self) -> None:
         self._target, self._headers = b"", []

@@ -356,6 +356,12 @@ def test_a_request_that_cannot_be_read_after_one_answered_on_the_connection_stil
     assert writes[-1] == CLOSED
 
 
+def test_requests_read_whole_before_one_that_cannot_be_read_are_answered_first_in_order():
+    writes = socket_writes(echoing(), GET + GET + b"GET / HTTP/1.1\r\nHost: op.example\r\nX-Note: a\x00b\r\n\r\n")
+    assert bodies(writes[:2]) == [b"GET /hello - []", b"GET /hello - []"]
+    assert writes[2].startswith(b"HTTP/1.1 400 ") and writes[3:] == [CLOSED]
+
+
 def test_a_method_nobody_defined_gets_501_and_never_reaches_the_application():
     seen: list = []
     writes = socket_writes(echoing(seen), b"BREW /pot HTTP/1.1\r\nHost: op.example\r\n\r\n")
