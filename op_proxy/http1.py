@@ -288,7 +288,10 @@ class HttptoolsProtocol:
         the connection closes."""
         self.client_done = True
         if self._in_head or (self.stream is not None and not self.request_complete):
-            await self._refuse(400)
+            if self.stream is not None and self.request_complete:
+                await self._wait_for_turn()  # the request before the one cut short is answered first
+            if not self.closed:
+                await self._refuse(400)
         elif self.stream is None:
             self.closed = True
             await self.send(Closed())

@@ -453,6 +453,15 @@ def test_a_request_cut_short_by_the_client_closing_gets_400_and_the_close():
         assert writes[0].startswith(b"HTTP/1.1 400 ") and writes[-1] == CLOSED
 
 
+def test_a_request_read_whole_before_one_cut_short_is_answered_first():
+    async def slow(scope, receive, send):
+        await asyncio.sleep(0.05)  # still answering when the client closes its side
+        await echoing()(scope, receive, send)
+    writes = socket_writes(slow, GET + b"GET /next HTTP/1.1\r\nHost: op.ex", EOF)
+    assert writes[0].startswith(b"HTTP/1.1 200 ") and bodies(writes)[0] == b"GET /hello - []"
+    assert writes[-1] == CLOSED
+
+
 def test_an_idle_connection_the_client_closes_is_closed_at_once():
     assert socket_writes(echoing(), GET, EOF)[-1] == CLOSED
     assert socket_writes(echoing(), EOF) == [CLOSED]
