@@ -22,7 +22,9 @@ did for hypercorn:
 - **Keep-alive.** HTTP/1.1 connections stay open unless either side says ``Connection: close``; an
   HTTP/1.0 request is answered and its connection closed (h11 never kept those open). Pipelined
   requests are answered one after another, in order; reading stops while a request waits its turn.
-  A response that ends before its request's body has arrived whole closes the connection.
+  A response that ends before its request's body has arrived whole closes the connection. A client
+  that closes its side still gets the answer to a request it sent whole (then the close); a request
+  it cut short gets 400, an idle connection closes at once.
 - **Limits.** A request head longer than ``h11_max_incomplete_size`` (16 KiB) gets 431, a request
   target that is not ASCII or an HTTP/1.1 request without a Host header 400, each with the connection
   closed; a method llhttp does not know (``BREW``) gets 501 (RFC 9110 §9.1) and never reaches the

@@ -1,7 +1,9 @@
-"""What an HTTP/1.1 client receives from ``op-proxy serve`` (op_proxy.http1): each response written to
-the socket once, head and body together, and nothing else changed: a streamed body still leaves
-chunk by chunk, ``100 Continue`` is not held back, a body-less answer is whole; an idle keep-alive
-connection is still closed after its timeout, and at once when the server stops.
+"""What an HTTP/1.1 client receives from ``op-proxy serve`` (op_proxy.http1): requests read by httptools
+as h11 read them (pipelined ones in order, chunked bodies, HTTP/1.0, ``Expect: 100-continue``, the head
+limit, and 400, 431 or 501 with the connection closed for what cannot be read one way only); each
+response written to the socket once, head and body together, framed by its Content-Length or in
+chunks, never more or less than it declares; an idle keep-alive connection is still closed after its
+timeout, and at once when the server stops or the client closes its side.
 
 Most drive hypercorn's own connection machinery (``ProtocolWrapper``, as its TCP server creates it)
 with the bytes a client sends, and record what it hands to the socket; the keep-alive ones serve on
